@@ -1,0 +1,1 @@
+"""regimeflow ML core: pure Python / NumPy / Polars / Torch. Never imports dagster or duckdb."""
