@@ -1,0 +1,153 @@
+"""Connections to the DuckDB warehouse, the writer lock and the analysts' read-only snapshot.
+
+DuckDB allows one writing process per file, and while a process writes no other process may even
+open the file. regimeflow therefore keeps two files:
+
+* the **primary** file (``regimeflow.duckdb``), used only by the pipeline. Pipeline processes
+  serialise on an ``fcntl`` lock file next to it (exclusive for writes, shared for reads), so two
+  Dagster steps never fight over DuckDB's own lock;
+* the **analyst snapshot** (``regimeflow_read.duckdb``), a copy published atomically
+  (copy to a temp file, then ``os.replace``) at the end of every write session. Analysts open it
+  read-only at any time, also while a run writes; an open connection keeps seeing the version it
+  opened, a new one sees the latest published state. A half-written state is never visible.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_SUFFIX = "_read"
+
+
+class WarehouseLockTimeout(TimeoutError):
+    """Another pipeline process held the warehouse lock for longer than the timeout."""
+
+
+def default_warehouse_path() -> Path:
+    """``$REGIMEFLOW_WAREHOUSE`` or ``./data/warehouse/regimeflow.duckdb`` (relative to the cwd)."""
+    env = os.environ.get("REGIMEFLOW_WAREHOUSE")
+    return Path(env) if env else Path("data") / "warehouse" / "regimeflow.duckdb"
+
+
+def schema_sql() -> str:
+    return resources.files("warehouse").joinpath("schema.sql").read_text()
+
+
+class Warehouse:
+    """The warehouse at ``path`` (primary) and its analyst snapshot.
+
+    ``lock_timeout_s``: how long a pipeline step waits for another step's write session.
+    """
+
+    def __init__(self, path: str | Path | None = None, snapshot_path: str | Path | None = None,
+                 lock_timeout_s: float = 900.0, publish_snapshot: bool = True):
+        self.path = Path(path) if path is not None else default_warehouse_path()
+        self.path = self.path.expanduser().absolute()
+        self.snapshot_path = (
+            Path(snapshot_path).expanduser().absolute() if snapshot_path is not None
+            else self.path.with_name(f"{self.path.stem}{SNAPSHOT_SUFFIX}{self.path.suffix}")
+        )
+        self.lock_timeout_s = lock_timeout_s
+        self.publish = publish_snapshot
+
+    def __repr__(self) -> str:
+        return f"Warehouse({str(self.path)!r}, snapshot={str(self.snapshot_path)!r})"
+
+    @contextmanager
+    def _lock(self, exclusive: bool) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a+") as fh:
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            deadline = time.monotonic() + self.lock_timeout_s
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(fh, mode | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise WarehouseLockTimeout(
+                            f"waited {self.lock_timeout_s:.0f}s for the warehouse lock {lock_path}; "
+                            "another pipeline process is writing"
+                        ) from None
+                    if not waited:
+                        log.info("waiting for the warehouse lock %s (another step is writing)", lock_path)
+                        waited = True
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write session on the primary file: exclusive lock, schema ensured, snapshot published on success.
+
+        Callers open their own transactions (``BEGIN``/``COMMIT``) for multi-statement writes.
+        """
+        with self._lock(exclusive=True):
+            con = duckdb.connect(str(self.path))
+            ok = False
+            try:
+                con.execute(schema_sql())
+                yield con
+                con.execute("CHECKPOINT")
+                ok = True
+            finally:
+                con.close()
+            if ok and self.publish:
+                self.publish_snapshot()
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only pipeline connection to the primary file (shared lock: waits for writers)."""
+        if not self.path.exists():
+            raise FileNotFoundError(f"warehouse {self.path} does not exist yet: materialize the ingestion assets first")
+        with self._lock(exclusive=False):
+            con = duckdb.connect(str(self.path), read_only=True)
+            try:
+                yield con
+            finally:
+                con.close()
+
+    def publish_snapshot(self) -> Path:
+        """Copy the primary file to the analyst snapshot atomically (caller holds the write lock or no one writes)."""
+        tmp = self.snapshot_path.with_name(f".{self.snapshot_path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(self.path, tmp)
+        os.replace(tmp, self.snapshot_path)
+        return self.snapshot_path
+
+    def connect_snapshot(self) -> duckdb.DuckDBPyConnection:
+        """Analyst connection: read-only, on the latest published snapshot. Never blocks on a running pipeline."""
+        if not self.snapshot_path.exists():
+            raise FileNotFoundError(
+                f"no analyst snapshot at {self.snapshot_path} yet: run the pipeline once (it publishes after every write)"
+            )
+        return duckdb.connect(str(self.snapshot_path), read_only=True)
+
+
+def query_pl(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """Run ``sql`` and return a Polars frame (via Arrow, zero-copy where possible)."""
+    import polars as pl
+
+    rel = con.sql(sql, params=params) if params else con.sql(sql)
+    return pl.from_arrow(rel.to_arrow_table())
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
+    """First column of the first row. Fetches the whole result: DuckDB 2 refuses new work on a
+    connection whose previous result was only partly fetched (e.g. by ``fetchone``)."""
+    rows = con.execute(sql, params or []).fetchall()
+    return rows[0][0] if rows else None

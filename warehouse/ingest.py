@@ -1,0 +1,152 @@
+"""Writing a market load into ``raw.*`` / ``ref.*`` in ONE transaction, with an ingest log.
+
+A batch is all-or-nothing: if any table's upsert fails, every table rolls back to its previous
+contents and a ``failed`` row is written to ``raw.ingest_log``. Rejected batches (malformed input
+caught before writing) are logged with :func:`log_rejected_batch`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import polars as pl
+
+from ml.data.market import MarketData
+from warehouse.db import Warehouse, query_pl, scalar
+from warehouse.upsert import UpsertCounts, upsert
+
+REAL_SOURCES = {"csv", "yahoo"}
+
+
+class SourceMismatchError(RuntimeError):
+    """The warehouse holds data of another kind (synthetic vs real); mixing them is refused."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    source: str
+    description: str
+    counts: tuple[UpsertCounts, ...]
+
+    def by_table(self) -> dict[str, UpsertCounts]:
+        return {c.table: c for c in self.counts}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _log_rows(con, run_id: str, source: str, description: str, rows: list[tuple], started: datetime) -> None:
+    finished = _utcnow()
+    con.executemany(
+        "INSERT INTO raw.ingest_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [(run_id, t, source, description, n, ins, upd, n - ins - upd - rej, rej, status, msg, started, finished)
+         for t, n, ins, upd, rej, status, msg in rows],
+    )
+
+
+def stored_source_kinds(con) -> set[str]:
+    return {r[0] for r in con.execute("SELECT DISTINCT source FROM raw.bars").fetchall()}
+
+
+def check_source_compatible(con, source: str) -> None:
+    """Refuse to mix synthetic and real data in one warehouse."""
+    stored = stored_source_kinds(con)
+    if not stored:
+        return
+    incoming_real = source in REAL_SOURCES
+    if any((s in REAL_SOURCES) != incoming_real for s in stored):
+        raise SourceMismatchError(
+            f"the warehouse already holds {sorted(stored)} data and this run loads {source!r} data; "
+            "synthetic and real data are never mixed. Use another warehouse path (REGIMEFLOW_WAREHOUSE) "
+            "or delete the warehouse file (regimeflow run --fresh)."
+        )
+
+
+def ingest_market(wh: Warehouse, data: MarketData, run_id: str) -> IngestResult:
+    """Upsert bars, index bars and sectors in one transaction; log per-table counts."""
+    started = _utcnow()
+    with wh.write() as con:
+        check_source_compatible(con, data.source)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            counts = (
+                upsert(con, "raw.bars", data.bars, ["ticker", "date"], source=data.source),
+                upsert(con, "raw.index_bars", data.index_bars, ["symbol", "date"], source=data.source),
+                upsert(con, "ref.sectors", data.sectors, ["ticker"], source=data.source),
+            )
+            _log_rows(con, run_id, data.source, data.description,
+                      [(c.table, c.rows_in, c.inserted, c.updated, 0, "ok", None) for c in counts], started)
+            con.execute("COMMIT")
+        except Exception as exc:
+            con.execute("ROLLBACK")
+            _log_rows(con, run_id, data.source, data.description,
+                      [("*", data.bars.height, 0, 0, data.bars.height, "failed", f"{type(exc).__name__}: {exc}")],
+                      started)
+            raise
+    return IngestResult(data.source, data.description, counts)
+
+
+def log_rejected_batch(wh: Warehouse, run_id: str, source: str, description: str, message: str) -> None:
+    """Record a batch rejected before writing (malformed input); no data table is touched."""
+    started = _utcnow()
+    with wh.write() as con:
+        _log_rows(con, run_id, source, description, [("*", 0, 0, 0, 0, "rejected", message[:4000])], started)
+
+
+def rebuild_trading_calendar(wh: Warehouse, reference_ticker: str) -> int:
+    """Replace ``ref.trading_calendar`` with the dates observed for ``reference_ticker`` (one transaction)."""
+    with wh.write() as con:
+        n = scalar(con, "SELECT count(*) FROM raw.bars WHERE ticker = ?", [reference_ticker])
+        if n == 0:
+            raise ValueError(f"reference ticker {reference_ticker!r} has no bars in raw.bars; cannot build the calendar")
+        con.execute("BEGIN TRANSACTION")
+        con.execute("DELETE FROM ref.trading_calendar")
+        query_pl(con, """INSERT INTO ref.trading_calendar
+               SELECT date, (row_number() OVER (ORDER BY date) - 1)::INTEGER, ticker, source
+               FROM raw.bars WHERE ticker = ? ORDER BY date""",
+            [reference_ticker],
+        )
+        con.execute("COMMIT")
+    return int(n)
+
+
+def ticker_summary(wh: Warehouse) -> pl.DataFrame:
+    """Per ticker: rows, first and last date, source (for asset metadata and the run summary)."""
+    with wh.read() as con:
+        return con.execute(
+            """SELECT b.ticker, coalesce(s.gics_sector, '') AS gics_sector, count(*) AS rows,
+                      min(b.date) AS first_date, max(b.date) AS last_date, any_value(b.source) AS source
+               FROM raw.bars b LEFT JOIN ref.sectors s USING (ticker)
+               GROUP BY ALL ORDER BY b.ticker""")
+
+
+def index_summary(wh: Warehouse) -> pl.DataFrame:
+    with wh.read() as con:
+        return query_pl(con, """SELECT symbol, count(*) AS rows, min(date) AS first_date, max(date) AS last_date,
+                      any_value(source) AS source
+               FROM raw.index_bars GROUP BY symbol ORDER BY symbol""")
+
+
+def read_bars(wh: Warehouse) -> pl.DataFrame:
+    with wh.read() as con:
+        return query_pl(con, "SELECT ticker, date, open, high, low, close, adj_close, volume FROM raw.bars ORDER BY ticker, date")
+
+
+def read_index_bars(wh: Warehouse) -> pl.DataFrame:
+    with wh.read() as con:
+        return query_pl(con, "SELECT symbol, date, open, high, low, close FROM raw.index_bars ORDER BY symbol, date")
+
+
+def read_calendar(wh: Warehouse) -> pl.Series:
+    with wh.read() as con:
+        return query_pl(con, "SELECT date FROM ref.trading_calendar ORDER BY date")["date"]
+
+
+def table_counts(wh: Warehouse) -> dict[str, int]:
+    """Row count of every base table, keyed ``schema.table``."""
+    with wh.read() as con:
+        tables = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
+        ).fetchall()
+        return {f"{s}.{t}": scalar(con, f'SELECT count(*) FROM "{s}"."{t}"') for s, t in tables}
