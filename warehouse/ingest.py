@@ -114,7 +114,8 @@ def rebuild_trading_calendar(wh: Warehouse, reference_ticker: str) -> int:
 def ticker_summary(wh: Warehouse) -> pl.DataFrame:
     """Per ticker: rows, first and last date, source (for asset metadata and the run summary)."""
     with wh.read() as con:
-        return con.execute(
+        return query_pl(
+            con,
             """SELECT b.ticker, coalesce(s.gics_sector, '') AS gics_sector, count(*) AS rows,
                       min(b.date) AS first_date, max(b.date) AS last_date, any_value(b.source) AS source
                FROM raw.bars b LEFT JOIN ref.sectors s USING (ticker)

@@ -1,0 +1,1 @@
+"""Thin Dagster asset definitions grouped by stage; they call ``ml`` and ``warehouse``."""

@@ -1,0 +1,76 @@
+"""Blocking data-quality checks on the ingestion assets (Great Expectations suites in ``warehouse.quality``).
+
+One Dagster check per rule, so the UI shows exactly which rule failed; the check metadata names the
+offending ticker/date rows. Error-severity rules are blocking: a failure stops downstream assets in
+the same run. Warn-severity rules (e.g. daily |return| > 50%) are reported, not blocking.
+"""
+
+from datetime import date
+
+import dagster as dg
+
+from assets.keys import RAW_BARS, RAW_INDEX_BARS
+from orchestration.resources import MarketDataResource, WarehouseResource
+from warehouse import ingest as wi
+from warehouse import quality
+
+
+def _specs(asset_key: dg.AssetKey, rules) -> list[dg.AssetCheckSpec]:
+    return [
+        dg.AssetCheckSpec(name, asset=asset_key, blocking=(severity == "error"), description=description)
+        for name, severity, description in rules
+    ]
+
+
+def _results(asset_key: dg.AssetKey, report, log) -> list[dg.AssetCheckResult]:
+    out = []
+    for r in report.results:
+        if not r.passed:
+            log.warning(f"[{r.rule}] {r.n_failed} row(s) failed: {r.description}. e.g. {r.examples[:3]}")
+        out.append(
+            dg.AssetCheckResult(
+                asset_key=asset_key,
+                check_name=r.rule,
+                passed=r.passed,
+                severity=dg.AssetCheckSeverity.ERROR if r.severity == "error" else dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "rows_checked": r.n_checked,
+                    "rows_failed": r.n_failed,
+                    "rows_waived": r.n_waived,
+                    "examples": dg.MetadataValue.json(r.examples[:20]),
+                },
+                description=r.description,
+            )
+        )
+    return out
+
+
+def _range(market: MarketDataResource) -> "tuple[date | None, date | None]":
+    u = market.universe()
+    return u.history_start, u.history_end
+
+
+@dg.multi_asset_check(specs=_specs(RAW_BARS, quality.BARS_RULES), name="bars_quality", can_subset=False)
+def bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResource, warehouse: WarehouseResource):
+    """Validate every stored bar; the reference calendar is the reference ticker's observed dates."""
+    wh = warehouse.get()
+    bars = wi.read_bars(wh)
+    calendar = bars.filter(bars["ticker"] == market.reference_ticker)["date"]
+    start, end = _range(market)
+    report = quality.validate_bars(bars, calendar, history_start=start, history_end=end,
+                                   waivers=quality.load_known_anomalies())
+    context.log.info(report.summary_line())
+    yield from _results(RAW_BARS, report, context.log)
+
+
+@dg.multi_asset_check(specs=_specs(RAW_INDEX_BARS, quality.INDEX_RULES), name="index_bars_quality", can_subset=False)
+def index_bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResource,
+                       warehouse: WarehouseResource):
+    """Validate VIX / VIX3M levels against the reference calendar."""
+    wh = warehouse.get()
+    bars = wi.read_bars(wh)
+    calendar = bars.filter(bars["ticker"] == market.reference_ticker)["date"]
+    start, end = _range(market)
+    report = quality.validate_index_bars(wi.read_index_bars(wh), calendar, history_start=start, history_end=end)
+    context.log.info(report.summary_line())
+    yield from _results(RAW_INDEX_BARS, report, context.log)

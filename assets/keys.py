@@ -1,0 +1,10 @@
+"""Asset keys, named ``[schema, table]`` after the DuckDB table each asset writes."""
+import dagster as dg
+
+RAW_BARS = dg.AssetKey(["raw", "bars"])
+RAW_INDEX_BARS = dg.AssetKey(["raw", "index_bars"])
+REF_SECTORS = dg.AssetKey(["ref", "sectors"])
+REF_TRADING_CALENDAR = dg.AssetKey(["ref", "trading_calendar"])
+FEATURES_DAILY = dg.AssetKey(["features", "daily"])
+FEATURES_REGISTRY = dg.AssetKey(["features", "registry"])
+LABELS_FORWARD = dg.AssetKey(["labels", "forward"])

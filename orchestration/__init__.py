@@ -1,0 +1,1 @@
+"""Dagster wiring: Definitions, resources, jobs (and later partitions, schedules, sensors)."""

@@ -1,0 +1,89 @@
+"""``regimeflow`` command line: ``regimeflow run`` executes the main job and prints what was loaded.
+
+Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default ``./.dagster_home``), the
+same one ``dagster dev`` uses when started with that DAGSTER_HOME, so CLI runs show up in the UI.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _instance():
+    import dagster as dg
+
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster_home").absolute())))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():  # offline-friendly default; edit freely afterwards
+        config.write_text("telemetry:\n  enabled: false\n")
+    return dg.DagsterInstance.get()
+
+
+def _print_summary(wh, result) -> None:
+    from warehouse import ingest as wi
+
+    print("\n" + "=" * 72)
+    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'}")
+    print(f"warehouse (pipeline): {wh.path}")
+    print(f"analyst snapshot:     {wh.snapshot_path}   (duckdb -readonly {wh.snapshot_path})")
+    if not wh.path.exists():
+        return
+    tickers = wi.ticker_summary(wh)
+    if tickers.height:
+        sources = ", ".join(sorted(set(tickers["source"])))
+        banner = "  <-- SYNTHETIC DATA, not real prices" if "synthetic" in sources else ""
+        print(f"source: {sources}{banner}")
+        print(f"bars: {tickers['rows'].sum():,} rows, {tickers.height} tickers, "
+              f"{tickers['first_date'].min()} .. {tickers['last_date'].max()}")
+        for row in wi.index_summary(wh).iter_rows(named=True):
+            print(f"index {row['symbol']}: {row['rows']:,} rows {row['first_date']} .. {row['last_date']}")
+    print("tables:")
+    for table, n in wi.table_counts(wh).items():
+        print(f"  {table:<28} {n:>12,}")
+    checks = [e for e in result.get_asset_check_evaluations()]
+    failed = [e for e in checks if not e.passed]
+    print(f"asset checks: {len(checks) - len(failed)}/{len(checks)} passed")
+    for e in failed:
+        print(f"  FAILED {e.asset_key.to_user_string()}:{e.check_name} ({e.severity.value})")
+    print("=" * 72)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.source:
+        os.environ["REGIMEFLOW_SOURCE"] = args.source
+    if args.data_dir:
+        os.environ["REGIMEFLOW_DATA_DIR"] = args.data_dir
+    from orchestration.definitions import defs
+    from orchestration.resources import WarehouseResource
+
+    wh = WarehouseResource().get()
+    if args.fresh:
+        for p in (wh.path, wh.snapshot_path):
+            p.unlink(missing_ok=True)
+        print(f"--fresh: removed {wh.path} and its snapshot")
+    job = defs.resolve_job_def(args.job)
+    run_config = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    result = job.execute_in_process(run_config=run_config, instance=_instance(), raise_on_error=False)
+    _print_summary(wh, result)
+    return 0 if result.success else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="regimeflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="materialize the pipeline (default job: main) and print a summary")
+    run.add_argument("--job", default="main", help="job name (main | ingest)")
+    run.add_argument("--source", choices=["auto", "csv", "yahoo", "synthetic"], help="override REGIMEFLOW_SOURCE")
+    run.add_argument("--data-dir", help="CSV snapshot directory (overrides REGIMEFLOW_DATA_DIR)")
+    run.add_argument("--fresh", action="store_true", help="delete the warehouse first")
+    run.add_argument("--log-level", default="INFO", help="console log level (DEBUG shows every Dagster event)")
+    run.set_defaults(func=cmd_run)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
