@@ -1,0 +1,50 @@
+"""Feature-store tables: ``features.daily`` (wide, one column per registry feature),
+``features.registry`` (what each column means) and ``labels.forward`` (forward returns, buy/sell).
+"""
+from __future__ import annotations
+
+import polars as pl
+
+from warehouse.db import Warehouse
+from warehouse.ingest import stored_source_kinds
+from warehouse.tables import ensure_table, replace_rows
+from warehouse.upsert import UpsertCounts, upsert
+
+FEATURES_TABLE = "features.daily"
+REGISTRY_TABLE = "features.registry"
+LABELS_TABLE = "labels.forward"
+KEYS = ["ticker", "date"]
+
+
+def warehouse_source(wh: Warehouse) -> str:
+    """The single source kind stored in ``raw.bars`` (the ingestion guard forbids mixing kinds)."""
+    with wh.read() as con:
+        kinds = stored_source_kinds(con)
+    if not kinds:
+        raise ValueError(f"raw.bars in {wh.path} is empty: materialize the ingestion assets first")
+    return "+".join(sorted(kinds))
+
+
+def write_keyed(wh: Warehouse, table: str, frame: pl.DataFrame, source: str, comment: str) -> UpsertCounts:
+    """Upsert a (ticker, date)-keyed frame into ``table`` with a ``source`` column, one transaction."""
+    schema = {**dict(frame.schema), "source": pl.Utf8, "computed_at": pl.Datetime("us")}
+    with wh.write() as con:
+        ensure_table(con, table, schema, KEYS, comment)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            counts = upsert(con, table, frame, KEYS, source=source, stamp_column="computed_at")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return counts
+
+
+def write_registry(wh: Warehouse, registry: pl.DataFrame) -> int:
+    with wh.write() as con:
+        ensure_table(con, REGISTRY_TABLE, dict(registry.schema), ["name"],
+                     "One row per column of features.daily: family, window, unit, description, warm-up rows.")
+        con.execute("BEGIN TRANSACTION")
+        n = replace_rows(con, REGISTRY_TABLE, registry)
+        con.execute("COMMIT")
+    return n
