@@ -1,0 +1,221 @@
+"""Walk-forward folds: expanding train window, one-calendar-year test window, embargo between them.
+
+Timing convention. Dates are trading dates of the calendar (the reference ticker's sessions).
+A label dated t describes closes t+1 … t+h (h = label horizon, trading days), so a training row
+dated t "sees" the market up to the close of t+h. With ``embargo_days = e >= h`` there are exactly
+``e`` trading sessions strictly between ``train_end`` and ``test_start``: the label of every
+training row ends at or before the session before ``test_start``, so no training label overlaps
+the test window. Everything fitted for a fold (scalers, HMMs, classifiers) uses train rows only.
+
+Fold keys: ``"2012"`` … ``"2025"`` for the default yearly folds (key = test year) and
+``"seed-2008-2019"`` for the named seed fold (train 2008–2019, test 2020–2025).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+SEED_FOLD_KEY = "seed-2008-2019"
+SEED_TRAIN = (date(2008, 1, 1), date(2019, 12, 31))
+SEED_TEST = (date(2020, 1, 1), date(2025, 12, 31))
+DEFAULT_WARMUP_SESSIONS = 252
+
+DateLike = date | np.datetime64 | str
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One walk-forward fold (all bounds inclusive, all dates are trading days of the calendar).
+
+    ``embargo_days``: trading sessions strictly between ``train_end`` and ``test_start``.
+    """
+
+    key: str
+    train_start: date
+    train_end: date
+    embargo_days: int
+    test_start: date
+    test_end: date
+
+    def __post_init__(self) -> None:
+        if not (self.train_start <= self.train_end < self.test_start <= self.test_end):
+            raise ValueError(f"fold {self.key!r}: need train_start <= train_end < test_start <= test_end, got {self}")
+        if self.embargo_days < 0:
+            raise ValueError(f"fold {self.key!r}: embargo_days must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly dict (dates as ISO strings)."""
+        d = asdict(self)
+        return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Fold:
+        def _d(v: Any) -> date:
+            return v if isinstance(v, date) else date.fromisoformat(str(v))
+
+        return cls(
+            key=str(d["key"]),
+            train_start=_d(d["train_start"]),
+            train_end=_d(d["train_end"]),
+            embargo_days=int(d["embargo_days"]),
+            test_start=_d(d["test_start"]),
+            test_end=_d(d["test_end"]),
+        )
+
+    def train_expr(self, col: str = "date") -> pl.Expr:
+        """Polars predicate: ``col`` in [train_start, train_end]."""
+        return pl.col(col).is_between(self.train_start, self.train_end, closed="both")
+
+    def test_expr(self, col: str = "date") -> pl.Expr:
+        """Polars predicate: ``col`` in [test_start, test_end]."""
+        return pl.col(col).is_between(self.test_start, self.test_end, closed="both")
+
+
+def as_day_array(dates: Any) -> np.ndarray:
+    """Anything date-like (Series, frame with a ``date`` column, list of date, datetime64 array)
+    -> ``datetime64[D]`` array."""
+    if isinstance(dates, pl.DataFrame):
+        dates = dates.get_column("date")
+    if isinstance(dates, pl.Series):
+        return dates.cast(pl.Date).to_numpy().astype("datetime64[D]")
+    if isinstance(dates, np.ndarray) and np.issubdtype(dates.dtype, np.datetime64):
+        return dates.astype("datetime64[D]")
+    return np.array([np.datetime64(d, "D") for d in dates], dtype="datetime64[D]")
+
+
+def _to_date(d: np.datetime64) -> date:
+    return d.astype("datetime64[D]").astype(date)
+
+
+def fold_masks(dates: Any, fold: Fold) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean ``(train_mask, test_mask)`` over ``dates`` (Series / sequence / datetime64 array)."""
+    d = as_day_array(dates)
+    ts, te = np.datetime64(fold.train_start, "D"), np.datetime64(fold.train_end, "D")
+    vs, ve = np.datetime64(fold.test_start, "D"), np.datetime64(fold.test_end, "D")
+    return (d >= ts) & (d <= te), (d >= vs) & (d <= ve)
+
+
+def first_usable_date(calendar: Sequence[DateLike] | pl.Series, warmup_sessions: int = DEFAULT_WARMUP_SESSIONS) -> date:
+    """The calendar date ``warmup_sessions`` sessions after the first one (full feature warm-up)."""
+    cal = np.unique(as_day_array(calendar))
+    if cal.size <= warmup_sessions:
+        raise ValueError(f"calendar has {cal.size} sessions, fewer than the warm-up of {warmup_sessions}")
+    return _to_date(cal[warmup_sessions])
+
+
+def _last_complete_year(cal: np.ndarray) -> int:
+    """Last calendar year fully covered: a later date exists, or the last date is the year's last weekday."""
+    last = _to_date(cal[-1])
+    dec31 = date(last.year, 12, 31)
+    last_weekday = dec31.toordinal() - max(0, dec31.weekday() - 4)  # Sat -> Fri, Sun -> Fri
+    return last.year if last.toordinal() >= last_weekday else last.year - 1
+
+
+def _make_fold(
+    cal: np.ndarray,
+    key: str,
+    train_start: date,
+    train_end_cap: date | None,
+    test_start: date,
+    test_end: date,
+    embargo: int,
+) -> Fold | None:
+    """Snap bounds to the calendar and apply the embargo; None if a window is empty."""
+    i_ts = int(np.searchsorted(cal, np.datetime64(test_start, "D"), side="left"))
+    i_te = int(np.searchsorted(cal, np.datetime64(test_end, "D"), side="right")) - 1
+    if i_ts >= cal.size or i_te < i_ts:
+        return None
+    i_tr_end = i_ts - embargo - 1
+    if train_end_cap is not None:
+        i_tr_end = min(i_tr_end, int(np.searchsorted(cal, np.datetime64(train_end_cap, "D"), side="right")) - 1)
+    i_tr_start = int(np.searchsorted(cal, np.datetime64(train_start, "D"), side="left"))
+    if i_tr_end < i_tr_start:
+        return None
+    return Fold(
+        key=key,
+        train_start=_to_date(cal[i_tr_start]),
+        train_end=_to_date(cal[i_tr_end]),
+        embargo_days=embargo,
+        test_start=_to_date(cal[i_ts]),
+        test_end=_to_date(cal[i_te]),
+    )
+
+
+def default_folds(
+    calendar: Sequence[DateLike] | pl.Series,
+    first_usable: date,
+    label_horizon: int,
+    first_test_year: int = 2012,
+    last_complete_year: int | None = None,
+    *,
+    embargo_days: int | None = None,
+    include_seed: bool = True,
+) -> list[Fold]:
+    """Yearly walk-forward folds plus the named seed fold.
+
+    ``calendar``: trading dates (any order, duplicates ok). ``first_usable``: first date with full
+    feature warm-up (e.g. :func:`first_usable_date`); every train window starts there (expanding).
+    ``label_horizon``: longest label horizon h (trading days); the embargo is
+    ``max(h, embargo_days or 0)`` sessions. Test window = one calendar year, for years
+    ``first_test_year`` … ``last_complete_year`` (default: last year fully in the calendar).
+    The seed fold ``seed-2008-2019`` trains on 2008-01-01 (or ``first_usable`` if later) …
+    2019-12-31 minus the embargo, and tests on 2020-01-01 … 2025-12-31 (clipped to the calendar).
+    Folds whose train or test window would be empty are left out.
+    """
+    if label_horizon < 0:
+        raise ValueError("label_horizon must be >= 0")
+    embargo = max(int(label_horizon), int(embargo_days or 0))
+    cal = np.unique(as_day_array(calendar))
+    if cal.size == 0:
+        return []
+    last_year = _last_complete_year(cal) if last_complete_year is None else last_complete_year
+    folds: list[Fold] = []
+    for year in range(first_test_year, last_year + 1):
+        f = _make_fold(cal, str(year), first_usable, None, date(year, 1, 1), date(year, 12, 31), embargo)
+        if f is not None:
+            folds.append(f)
+    if include_seed:
+        f = seed_fold(cal, first_usable, label_horizon, embargo_days=embargo)
+        if f is not None:
+            folds.append(f)
+    return folds
+
+
+def seed_fold(
+    calendar: Sequence[DateLike] | pl.Series | np.ndarray,
+    first_usable: date,
+    label_horizon: int,
+    *,
+    embargo_days: int | None = None,
+) -> Fold | None:
+    """The named fold ``seed-2008-2019`` (see :func:`default_folds`); None if the calendar lacks it."""
+    embargo = max(int(label_horizon), int(embargo_days or 0))
+    cal = np.unique(as_day_array(calendar))
+    return _make_fold(
+        cal, SEED_FOLD_KEY, max(first_usable, SEED_TRAIN[0]), SEED_TRAIN[1], SEED_TEST[0], SEED_TEST[1], embargo
+    )
+
+
+def folds_frame(folds: Sequence[Fold]) -> pl.DataFrame:
+    """One row per fold (key, train_start, train_end, embargo_days, test_start, test_end) for tables."""
+    schema = {
+        "key": pl.Utf8,
+        "train_start": pl.Date,
+        "train_end": pl.Date,
+        "embargo_days": pl.Int64,
+        "test_start": pl.Date,
+        "test_end": pl.Date,
+    }
+    return pl.DataFrame([asdict(f) for f in folds], schema=schema)
+
+
+def get_fold(folds: Sequence[Fold], key: str) -> Fold:
+    for f in folds:
+        if f.key == key:
+            return f
+    raise KeyError(f"no fold {key!r}; known: {[f.key for f in folds]}")

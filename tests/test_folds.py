@@ -1,0 +1,121 @@
+"""Walk-forward folds: embargo, non-overlap, keys, serialisation."""
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ml.data.synthetic import trading_calendar
+from ml.folds import (
+    SEED_FOLD_KEY,
+    Fold,
+    default_folds,
+    first_usable_date,
+    fold_masks,
+    folds_frame,
+    get_fold,
+    seed_fold,
+)
+
+H = 21
+
+
+@pytest.fixture(scope="module")
+def calendar() -> np.ndarray:
+    return trading_calendar(date(2005, 1, 3), date(2025, 12, 31))
+
+
+@pytest.fixture(scope="module")
+def folds(calendar) -> list[Fold]:
+    return default_folds(calendar, first_usable_date(calendar), H)
+
+
+def _pos(cal: np.ndarray, d: date) -> int:
+    i = int(np.searchsorted(cal, np.datetime64(d, "D")))
+    assert cal[i] == np.datetime64(d, "D"), f"{d} is not a calendar date"
+    return i
+
+
+def test_keys_and_years(folds, calendar):
+    assert [f.key for f in folds] == [str(y) for y in range(2012, 2026)] + [SEED_FOLD_KEY]
+    first_usable = first_usable_date(calendar)
+    assert first_usable == calendar[252].astype(date)
+    for f in folds[:-1]:
+        year = int(f.key)
+        assert f.train_start == first_usable  # expanding window
+        yd = calendar[(calendar >= np.datetime64(f"{year}-01-01")) & (calendar <= np.datetime64(f"{year}-12-31"))]
+        assert f.test_start == yd[0].astype(date) and f.test_end == yd[-1].astype(date)
+
+
+def test_embargo_and_no_overlap(folds, calendar):
+    for f in folds:
+        assert f.embargo_days >= H
+        i_tr, i_te = _pos(calendar, f.train_end), _pos(calendar, f.test_start)
+        assert i_te - i_tr - 1 >= f.embargo_days  # sessions strictly between the windows
+        train, test = fold_masks(calendar, f)
+        assert train.any() and test.any()
+        assert not (train & test).any()
+        idx_train = np.flatnonzero(train)
+        # no train date within `embargo` sessions of test_start, and every train label ends before it
+        assert (i_te - idx_train > f.embargo_days).all()
+        assert (idx_train + H < i_te).all()
+        assert calendar[idx_train].max() < calendar[np.flatnonzero(test)].min()
+
+
+def test_seed_fold(folds, calendar):
+    f = get_fold(folds, SEED_FOLD_KEY)
+    assert f.train_start == date(2008, 1, 2)
+    assert f.test_start == date(2020, 1, 2) and f.test_end == date(2025, 12, 31)
+    assert _pos(calendar, f.test_start) - _pos(calendar, f.train_end) - 1 == H
+    assert seed_fold(calendar, first_usable_date(calendar), H) == f
+
+
+def test_last_complete_year_and_options(calendar):
+    partial = calendar[calendar <= np.datetime64("2024-06-30")]
+    keys = [f.key for f in default_folds(partial, first_usable_date(partial), 5, include_seed=False)]
+    assert keys[-1] == "2023"
+    dec = calendar[calendar <= np.datetime64("2023-12-29")]  # last weekday of 2023 (a Friday)
+    assert [f.key for f in default_folds(dec, first_usable_date(dec), 5, include_seed=False)][-1] == "2023"
+    fs = default_folds(calendar, first_usable_date(calendar), 5, first_test_year=2020, last_complete_year=2021, embargo_days=30)
+    assert [f.key for f in fs] == ["2020", "2021", SEED_FOLD_KEY]
+    assert all(f.embargo_days == 30 for f in fs)
+    # no calendar coverage of a test year -> no fold; too-short history -> no train window
+    assert default_folds(calendar[:10], calendar[0].astype(date), 1) == []
+
+
+def test_roundtrip_and_masks(folds):
+    f = folds[3]
+    d = json.loads(json.dumps(f.to_dict()))
+    assert Fold.from_dict(d) == f
+    frame = folds_frame(folds)
+    assert frame.height == len(folds) and frame.schema["train_end"] == pl.Date
+    dates = [date(2014, 12, 31), f.train_end, f.test_start, f.test_end, date(2030, 1, 1)]
+    m1 = fold_masks(dates, f)
+    m2 = fold_masks(pl.Series(dates), f)
+    m3 = fold_masks(np.array(dates, dtype="datetime64[D]"), f)
+    for a, b in zip(m1, m2):
+        assert (a == b).all()
+    for a, b in zip(m1, m3):
+        assert (a == b).all()
+    assert m1[0].tolist() == [d <= f.train_end for d in dates]
+    df = pl.DataFrame({"date": dates})
+    assert df.filter(f.test_expr()).height == int(m1[1].sum())
+    with pytest.raises(ValueError):
+        Fold("bad", date(2020, 1, 1), date(2021, 1, 1), 5, date(2020, 6, 1), date(2020, 12, 31))
+    with pytest.raises(KeyError):
+        get_fold(folds, "1999")
+
+
+@pytest.mark.real_data
+def test_real_calendar(real_data_dir):
+    spy = pl.read_csv(real_data_dir / "ohlcv" / "SPY.csv", columns=["date"]).with_columns(pl.col("date").str.to_date())
+    cal = spy.filter(pl.col("date") >= date(2005, 1, 1)).get_column("date")
+    cal = cal.filter(cal <= date(2025, 12, 31))
+    folds = default_folds(cal, first_usable_date(cal), H)
+    f = get_fold(folds, "2020")
+    assert f.test_start == date(2020, 1, 2) and f.test_end == date(2020, 12, 31)
+    assert f.train_end == date(2019, 11, 29)  # 21 sessions strictly between it and 2020-01-02
+    assert folds[-2].key == "2025"
