@@ -1,0 +1,145 @@
+"""Save / load PPO policies as self-describing ``torch.save`` files readable with ``weights_only=True``.
+
+File content (only tensors and primitive containers, so ``torch.load(..., weights_only=True)`` works):
+
+``format``           ``"regimeflow.ppo_policy/1"``
+``state_dict``       actor/critic/log-std weights **and the observation normaliser** (``obs_rms.mean``,
+                     ``obs_rms.var``, ``obs_rms.count``: float64, fitted on the train window)
+``architecture``     ``{"obs_dim", "n_actions", "hidden_sizes", "obs_clip"}``
+``env_config``       :class:`~ml.envs.portfolio.EnvConfig` as a JSON string
+``ppo_config``       :class:`~ml.agents.ppo.PPOConfig` as a JSON string
+``obs_names``        observation column names (list of str); ``assets`` (list of str)
+``data_hash``        sha256 of the training-window panel rows (:meth:`MarketPanel.data_hash`)
+``train_window``     ``[first earned date, last earned date]`` (ISO strings)
+``versions``         ``{"torch", "regimeflow", "python"}``; ``meta``: caller's extra JSON string (may be "")
+
+Any unreadable/corrupt file, missing key, wrong format or architecture, or a config / data hash that
+differs from what the caller expects raises :class:`CheckpointError` with the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from ml.agents.ppo import PPOConfig, PPOPolicy
+from ml.envs.portfolio import EnvConfig
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = "regimeflow.ppo_policy/1"
+_REQUIRED = ("format", "state_dict", "architecture", "env_config", "ppo_config", "obs_names", "assets", "data_hash")
+
+
+class CheckpointError(ValueError):
+    """A policy checkpoint cannot be used; ``reason`` says why (also the message)."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"checkpoint {self.path}: {reason}")
+
+
+def _versions() -> dict[str, str]:
+    try:
+        from importlib.metadata import version
+
+        rf = version("regimeflow")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        rf = "unknown"
+    return {"torch": str(torch.__version__), "regimeflow": str(rf), "python": str(platform.python_version())}
+
+
+def save_checkpoint(path: str | os.PathLike, policy: PPOPolicy, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``policy`` (weights, normaliser, configs, data hash, versions) to ``path`` atomically
+    (temp file + rename). ``meta``: optional JSON-serialisable extras (e.g. fold key). Returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
+        "architecture": policy.architecture(),
+        "env_config": policy.env_config.model_dump_json(),
+        "ppo_config": policy.ppo_config.model_dump_json(),
+        "obs_names": list(policy.obs_names),
+        "assets": list(policy.assets),
+        "data_hash": policy.data_hash,
+        "train_window": list(policy.train_window),
+        "versions": _versions(),
+        "meta": json.dumps(meta or {}, sort_keys=True, default=str),
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [f"{k}: checkpoint={a.get(k)!r} expected={b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    expected_env_config: EnvConfig | None = None,
+    expected_data_hash: str | None = None,
+    device: str | torch.device = "cpu",
+) -> PPOPolicy:
+    """Load a policy saved by :func:`save_checkpoint` (``torch.load(weights_only=True)``) in eval mode.
+
+    ``expected_env_config`` / ``expected_data_hash``: when given, must equal what the checkpoint was
+    trained with, else :class:`CheckpointError` names the differing fields / both hashes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means a corrupt file
+        raise CheckpointError(path, f"corrupt or unreadable file ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict):
+        raise CheckpointError(path, f"unexpected content of type {type(payload).__name__}")
+    missing = [k for k in _REQUIRED if k not in payload]
+    if missing:
+        raise CheckpointError(path, f"missing keys {missing}")
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(path, f"format {payload['format']!r} != {CHECKPOINT_FORMAT!r}")
+    try:
+        env_cfg = EnvConfig.model_validate_json(payload["env_config"])
+        ppo_cfg = PPOConfig.model_validate_json(payload["ppo_config"])
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"invalid stored config ({exc})") from exc
+    if expected_env_config is not None and expected_env_config != env_cfg:
+        diff = _config_diff(env_cfg.model_dump(), expected_env_config.model_dump())
+        raise CheckpointError(path, "environment config mismatch: " + "; ".join(diff))
+    if expected_data_hash is not None and expected_data_hash != payload["data_hash"]:
+        raise CheckpointError(
+            path, f"data hash mismatch: checkpoint={payload['data_hash']} expected={expected_data_hash}"
+        )
+    arch = payload["architecture"]
+    try:
+        policy = PPOPolicy(
+            int(arch["obs_dim"]), int(arch["n_actions"]), tuple(arch["hidden_sizes"]),
+            obs_clip=float(arch["obs_clip"]), env_config=env_cfg, ppo_config=ppo_cfg,
+            obs_names=list(payload["obs_names"]), assets=tuple(payload["assets"]),
+            data_hash=str(payload["data_hash"]), train_window=tuple(payload.get("train_window") or ("", "")),
+        )
+        policy.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(path, f"weights do not match the stored architecture ({exc})") from exc
+    for name, tensor in policy.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(path, f"non-finite values in {name}")
+    policy.versions = dict(payload.get("versions") or {})  # type: ignore[attr-defined]
+    policy.meta = json.loads(payload.get("meta") or "{}")  # type: ignore[attr-defined]
+    return policy.to(device).eval()

@@ -1,0 +1,603 @@
+"""PPO for the daily allocation environment - CleanRL-style, one readable file.
+
+Algorithm (Schulman et al. 2017, following CleanRL's ``ppo_continuous_action.py``):
+
+* actor-critic MLPs (separate actor and critic, 2 x 128 tanh by default, orthogonal init), the actor
+  outputs the *mean logits* of a diagonal Gaussian with a learned state-independent log-std; the
+  environment turns the sampled logits into weights with ``softmax`` (long-only, fully invested);
+* rollouts of ``num_steps`` x ``num_envs`` transitions from :class:`~ml.envs.portfolio.BatchedPortfolioEnv`
+  (all tensors on one device, no host copies inside the loop, ``torch.inference_mode``, preallocated buffers);
+* GAE(gamma, lambda); truncated episodes (time limit / end of the training window) are bootstrapped with
+  ``gamma * V(final observation)``; only terminations (equity below the floor) cut the value;
+* clipped surrogate objective, (optionally clipped) value loss, entropy bonus, per-minibatch advantage
+  normalisation, ``update_epochs`` passes of ``num_minibatches`` minibatches, global grad-norm clipping,
+  optional linear learning-rate annealing and early stop on ``target_kl``;
+* observation normalisation with running mean/var (float64), initialised from the training window's
+  feature rows and updated with every rollout's observations - i.e. fitted on the train window only -,
+  frozen at evaluation and saved inside the policy's ``state_dict`` (``obs_rms.mean/var/count``);
+* reward normalisation (optional, on by default): rewards are divided by the running std of the discounted
+  return (as gymnasium's ``NormalizeReward``); the raw rewards are what :func:`train_ppo` reports.
+
+Timing: observations are built at the close of t from data <= close t; the action sets the weights held
+from close t to close t+1 (see :mod:`ml.envs.portfolio`).
+
+Deterministic evaluation (:func:`evaluate_policy`) uses ``softmax(mean logits)``.
+
+Reproducibility: with the same seed, data, config and thread count on CPU the trained weights are
+bitwise identical (global torch seed for the initialisation, dedicated ``torch.Generator`` for the
+environment starts, the action noise and the minibatch permutations, ``torch.use_deterministic_algorithms``
+and ``torch.set_num_threads(num_threads)`` for the duration of training; both are restored afterwards).
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+import polars as pl
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from ml.envs.market_panel import MarketPanel
+from ml.envs.portfolio import BatchedPortfolioEnv, EnvConfig
+
+__all__ = [
+    "EvalResult",
+    "PPOConfig",
+    "PPOPolicy",
+    "RunningMeanStd",
+    "TrainResult",
+    "evaluate_policy",
+    "resolve_device",
+    "train_ppo",
+]
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class PPOConfig(BaseModel):
+    """PPO hyper-parameters (CleanRL names). Defaults are sized for one fold (2008-2019, ~3,000 training
+    days) on 2 CPU cores: 128 envs x 256 steps = 32,768 transitions per iteration, 61 iterations (2.0M env
+    steps, i.e. each training day is visited ~650 times from different portfolio states), 2 epochs x 8
+    minibatches of 4,096 (16 gradient steps per iteration). The environment is a cheap replay of history,
+    so fresh transitions are cheaper than extra epochs over old ones: on the seed fold 2 epochs trained
+    ~1.7x faster than 4 epochs x 4 minibatches and generalised better to the test window (see
+    ``benchmarks/seed_fold_ppo.py``; measured throughput in ``benchmarks/rl_throughput.py``).
+    ``num_threads=1``: on a shared 2-core machine intra-op threading of these small tensors was 10-100x
+    slower under CPU contention; raise it on an idle machine. ``device="auto"`` picks CUDA when present."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    total_steps: int = Field(default=2_000_000, ge=1, description="environment steps (transitions) in total")
+    num_envs: int = Field(default=128, ge=1)
+    num_steps: int = Field(default=256, ge=1, description="steps per env per rollout")
+    num_minibatches: int = Field(default=8, ge=1)
+    update_epochs: int = Field(default=2, ge=1)
+    learning_rate: float = Field(default=3e-4, gt=0.0)
+    anneal_lr: bool = True
+    gamma: float = Field(default=0.99, ge=0.0, le=1.0)
+    gae_lambda: float = Field(default=0.95, ge=0.0, le=1.0)
+    clip_coef: float = Field(default=0.2, gt=0.0)
+    clip_vloss: bool = True
+    ent_coef: float = Field(default=0.0, ge=0.0)
+    vf_coef: float = Field(default=0.5, ge=0.0)
+    max_grad_norm: float = Field(default=0.5, gt=0.0)
+    target_kl: float | None = None
+    norm_adv: bool = True
+    hidden_sizes: tuple[int, ...] = (128, 128)
+    init_log_std: float = -0.5
+    normalize_obs: bool = True
+    normalize_rewards: bool = True
+    obs_clip: float = Field(default=10.0, gt=0.0, description="clip of the normalised observation")
+    bootstrap_truncated: bool = True
+    seed: int = 0
+    device: str = Field(default="auto", description='"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"...')
+    num_threads: int | None = Field(
+        default=1, ge=1, description="torch CPU threads for the update (None = leave); >1 only on an idle machine"
+    )
+    rollout_threads: int | None = Field(
+        default=1, ge=1, description="torch CPU threads during rollouts (small ops: 1 avoids threading overhead)"
+    )
+    deterministic: bool = True
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_iterations(self) -> int:
+        return max(1, self.total_steps // self.batch_size)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Networks
+# ----------------------------------------------------------------------------------------------------
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean/variance (float64 buffers, parallel-merge update); part of the policy's state_dict."""
+
+    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.clip, self.eps = float(clip), float(eps)
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(dim, dtype=torch.float64))
+        self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Merge the statistics of the rows of ``x`` ``[N, dim]``."""
+        x = x.reshape(-1, self.mean.numel()).to(torch.float64)
+        n = float(x.shape[0])
+        b_mean, b_var = x.mean(0), x.var(0, unbiased=False)
+        tot = self.count + n
+        delta = b_mean - self.mean
+        m2 = self.var * self.count + b_var * n + delta * delta * self.count * n / tot
+        self.mean.copy_(self.mean + delta * n / tot)
+        self.var.copy_(m2 / tot)
+        self.count.copy_(tot)
+
+    def set_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
+        with torch.no_grad():
+            self.mean.copy_(mean)
+            self.var.copy_(var)
+            self.count.fill_(float(count))
+
+    def frozen(self, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The normalisation with the current statistics as constants of ``dtype`` (for hot loops)."""
+        m = self.mean.to(dtype)
+        s = torch.sqrt(self.var + self.eps).to(dtype)
+        lo, hi = -self.clip, self.clip
+        return lambda x: torch.clamp((x - m) / s, lo, hi)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``clip((x - mean) / sqrt(var + eps), -clip, clip)`` in ``x``'s dtype."""
+        return self.frozen(x.dtype)(x)
+
+
+def _layer(n_in: int, n_out: int, std: float) -> nn.Linear:
+    lin = nn.Linear(n_in, n_out)
+    nn.init.orthogonal_(lin.weight, std)
+    nn.init.zeros_(lin.bias)
+    return lin
+
+
+def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, out_std: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [_layer(n_in, h, math.sqrt(2.0)), nn.Tanh()]
+        n_in = h
+    layers.append(_layer(n_in, n_out, out_std))
+    return nn.Sequential(*layers)
+
+
+class PPOPolicy(nn.Module):
+    """Actor-critic + observation normaliser: everything needed to act, saved in one ``state_dict``.
+
+    ``obs`` below are *raw* environment observations ``[..., obs_dim]`` (the layout of
+    ``env_config.obs_names(panel)``); the policy normalises them itself with the frozen train-window stats.
+    Metadata (not tensors): ``env_config``, ``ppo_config``, ``obs_names``, ``assets``, ``data_hash``,
+    ``train_window`` (first/last earned dates, ISO strings).
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        n_actions: int,
+        hidden_sizes: tuple[int, ...] = (128, 128),
+        init_log_std: float = -0.5,
+        obs_clip: float = 10.0,
+        *,
+        env_config: EnvConfig | None = None,
+        ppo_config: PPOConfig | None = None,
+        obs_names: list[str] | None = None,
+        assets: tuple[str, ...] = (),
+        data_hash: str = "",
+        train_window: tuple[str, str] = ("", ""),
+    ):
+        super().__init__()
+        self.obs_dim, self.n_actions = int(obs_dim), int(n_actions)
+        self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
+        self.obs_rms = RunningMeanStd(obs_dim, clip=obs_clip)
+        self.actor = _mlp(obs_dim, self.hidden_sizes, n_actions, 0.01)
+        self.critic = _mlp(obs_dim, self.hidden_sizes, 1, 1.0)
+        self.log_std = nn.Parameter(torch.full((n_actions,), float(init_log_std)))
+        self.env_config = env_config or EnvConfig()
+        self.ppo_config = ppo_config or PPOConfig()
+        self.obs_names = list(obs_names or [])
+        self.assets = tuple(assets)
+        self.data_hash = data_hash
+        self.train_window = tuple(train_window)
+
+    # -- acting ----------------------------------------------------------------------------------------
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.obs_rms.normalize(obs)
+
+    def mean_logits(self, obs: torch.Tensor) -> torch.Tensor:
+        """Mean logits ``[..., A+1]`` for raw observations."""
+        return self.actor(self.normalize(obs.to(self.log_std.dtype)))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """State value ``[...]`` (in normalised-reward units) for raw observations."""
+        return self.critic(self.normalize(obs.to(self.log_std.dtype))).squeeze(-1)
+
+    @torch.no_grad()
+    def weights(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic target weights ``softmax(mean logits)`` ``[..., A+1]`` (cash last)."""
+        return torch.softmax(self.mean_logits(obs), dim=-1)
+
+    def _actor_mean_t(self, obs_n: torch.Tensor) -> torch.Tensor:
+        """Actor on normalised ``[E, D]`` obs, returned assets-first ``[A+1, E]`` (for the batched env)."""
+        h = obs_n
+        layers = list(self.actor)
+        for layer in layers[:-1]:
+            h = layer(h)
+        last: nn.Linear = layers[-1]  # type: ignore[assignment]
+        return torch.addmm(last.bias[:, None], last.weight, h.t())
+
+    def log_prob(self, obs_n: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log pi(a|s) [N], entropy [N])`` on normalised observations ``[N, D]`` and actions ``[N, A+1]``."""
+        mean = self.actor(obs_n)
+        z = (actions - mean) * torch.exp(-self.log_std)
+        logp = (-0.5 * z * z).sum(-1) - (self.log_std.sum() + self.n_actions * _LOG_SQRT_2PI)
+        ent = (self.log_std + 0.5 + _LOG_SQRT_2PI).sum().expand(obs_n.shape[0])
+        return logp, ent
+
+    def architecture(self) -> dict[str, Any]:
+        return {
+            "obs_dim": self.obs_dim,
+            "n_actions": self.n_actions,
+            "hidden_sizes": list(self.hidden_sizes),
+            "obs_clip": self.obs_rms.clip,
+        }
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_ppo` returns: the policy (on CPU, eval mode), the training curve (one dict per
+    iteration, as passed to ``on_iteration``), totals and the train-window data hash."""
+
+    policy: PPOPolicy
+    curve: list[dict[str, float]] = field(default_factory=list)
+    env_steps: int = 0
+    wall_s: float = 0.0
+    data_hash: str = ""
+    train_window: tuple[int, int] = (0, 0)
+
+
+class _Determinism:
+    """Context: seed-independent global torch settings for one training run, restored on exit."""
+
+    def __init__(self, cfg: PPOConfig, device: torch.device):
+        self.cfg, self.device = cfg, device
+
+    def __enter__(self) -> None:
+        self._threads = torch.get_num_threads()
+        self._det = torch.are_deterministic_algorithms_enabled()
+        self._det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        if self.cfg.num_threads is not None:
+            torch.set_num_threads(self.cfg.num_threads)
+        if self.cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=self.device.type != "cpu")
+
+    def __exit__(self, *exc: object) -> None:
+        torch.set_num_threads(self._threads)
+        torch.use_deterministic_algorithms(self._det, warn_only=self._det_warn)
+
+
+def _init_obs_stats(policy: PPOPolicy, env: BatchedPortfolioEnv, start_idx: int, end_idx: int) -> None:
+    """Seed the normaliser with the train window's feature rows (weights: uniform-simplex moments)."""
+    feat = env._feat[:, start_idx : end_idx + 1].t().to(torch.float64)  # [T, F]
+    k = env.n_assets + 1
+    w_mean = torch.full((k,), 1.0 / k, dtype=torch.float64, device=feat.device)
+    w_var = torch.full((k,), (k - 1) / (k * k * (k + 1)), dtype=torch.float64, device=feat.device)  # Dirichlet(1)
+    mean = torch.cat([feat.mean(0), w_mean])
+    var = torch.cat([feat.var(0, unbiased=False), w_var])
+    policy.obs_rms.set_stats(mean, var, float(feat.shape[0]))
+
+
+def train_ppo(
+    panel: MarketPanel,
+    start_idx: int,
+    end_idx: int,
+    env_config: EnvConfig | None = None,
+    config: PPOConfig | None = None,
+    on_iteration: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train a PPO allocation policy on panel rows ``[start_idx, end_idx]`` (the fold's training window:
+    decisions at rows ``start_idx .. end_idx-1`` earn ``returns[start_idx+1 .. end_idx]``, see
+    :meth:`MarketPanel.index_range`). Nothing outside the window is seen (rollouts, normaliser).
+
+    ``on_iteration`` receives one dict per iteration: ``iteration``, ``env_steps``, ``env_steps_per_s``,
+    ``mean_reward`` (raw env reward per step), ``mean_net`` (daily net return), ``episodes``,
+    ``mean_episode_return`` (equity - 1 of finished episodes, NaN if none), ``entropy``, ``approx_kl``,
+    ``clip_frac``, ``value_loss``, ``policy_loss``, ``explained_variance``, ``learning_rate``,
+    ``action_std``, ``rollout_s``, ``update_s`` (seconds in this iteration), ``wall_s`` (since start).
+    The same dicts form ``TrainResult.curve``.
+    """
+    env_cfg = env_config or EnvConfig()
+    cfg = config or PPOConfig()
+    device = resolve_device(cfg.device)
+    t_start = time.perf_counter()
+    with _Determinism(cfg, device):
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % (2**32))
+        env = BatchedPortfolioEnv(
+            panel, env_cfg, start_idx, end_idx, num_envs=cfg.num_envs, device=device,
+            seed=cfg.seed + 1, return_final_obs=cfg.bootstrap_truncated,
+        )
+        dates = panel.dates
+        policy = PPOPolicy(
+            env.obs_dim, env.n_assets + 1, cfg.hidden_sizes, cfg.init_log_std, cfg.obs_clip,
+            env_config=env_cfg, ppo_config=cfg, obs_names=env_cfg.obs_names(panel), assets=panel.assets,
+            data_hash=panel.data_hash(start_idx, end_idx),
+            train_window=(str(dates[start_idx + 1]), str(dates[end_idx])),
+        ).to(device)
+        if cfg.normalize_obs:
+            _init_obs_stats(policy, env, start_idx, end_idx)
+        else:
+            policy.obs_rms.clip = float("inf")
+        optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        gen = torch.Generator(device=device)
+        gen.manual_seed(cfg.seed + 2)
+        curve = _train_loop(policy, env, optimizer, gen, cfg, on_iteration, t_start)
+    policy = policy.cpu().eval()
+    return TrainResult(
+        policy=policy, curve=curve, env_steps=cfg.num_iterations * cfg.batch_size,
+        wall_s=time.perf_counter() - t_start, data_hash=policy.data_hash, train_window=(start_idx, end_idx),
+    )
+
+
+def _train_loop(
+    policy: PPOPolicy,
+    env: BatchedPortfolioEnv,
+    optimizer: torch.optim.Optimizer,
+    gen: torch.Generator,
+    cfg: PPOConfig,
+    on_iteration: Callable[[dict[str, float]], None] | None,
+    t_start: float,
+) -> list[dict[str, float]]:
+    S, E, D, K = cfg.num_steps, cfg.num_envs, env.obs_dim, env.n_assets + 1
+    dev, f32 = env.device, torch.float32
+    on_cpu = dev.type == "cpu"
+    # preallocated rollout storage (normal tensors, written in place under inference_mode)
+    obs_buf = torch.zeros(S, E, D, device=dev, dtype=f32)  # raw observations
+    act_buf = torch.zeros(S, K, E, device=dev, dtype=f32)  # sampled logits, assets-first
+    logp_buf = torch.zeros(S, E, device=dev, dtype=f32)
+    rew_buf = torch.zeros(S, E, device=dev, dtype=f32)  # raw env rewards
+    net_buf = torch.zeros(S, E, device=dev, dtype=f32)
+    done_buf = torch.zeros(S, E, device=dev, dtype=f32)  # episode ended at this step (term or trunc)
+    boot_buf = torch.zeros(S, E, device=dev, dtype=f32)  # V(final obs) where truncated, else 0
+    val_buf = torch.zeros(S, E, device=dev, dtype=f32)
+    ret_rms = RunningMeanStd(1).to(dev)
+    ret_acc = torch.zeros(E, device=dev, dtype=torch.float64)  # discounted return for reward scaling
+    ep_sum = torch.zeros((), device=dev, dtype=torch.float64)
+    ep_cnt = torch.zeros((), device=dev, dtype=torch.float64)
+
+    with torch.inference_mode():
+        obs = env.reset().to(f32)
+    curve: list[dict[str, float]] = []
+    n_iter = cfg.num_iterations
+    mb_size = cfg.batch_size // cfg.num_minibatches
+    for it in range(1, n_iter + 1):
+        t_it = time.perf_counter()
+        lr = cfg.learning_rate * (1.0 - (it - 1.0) / n_iter) if cfg.anneal_lr else cfg.learning_rate
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        boot_buf.zero_()
+        ep_sum.zero_()
+        ep_cnt.zero_()
+        # ---------------- rollout ----------------
+        if on_cpu and cfg.rollout_threads is not None:
+            torch.set_num_threads(cfg.rollout_threads)
+        with torch.inference_mode():
+            std = torch.exp(policy.log_std)[:, None]
+            const = policy.log_std.sum() + K * _LOG_SQRT_2PI
+            norm = policy.obs_rms.frozen(f32)  # normaliser constants for this iteration
+            for s in range(S):
+                obs_buf[s] = obs
+                obs_n = norm(obs)
+                mean_t = policy._actor_mean_t(obs_n)  # [K, E]
+                val_buf[s] = policy.critic(obs_n).squeeze(-1)
+                noise = torch.randn(K, E, generator=gen, device=dev, dtype=f32)
+                action_t = mean_t + std * noise
+                act_buf[s] = action_t
+                logp_buf[s] = (-0.5 * noise * noise).sum(0) - const
+                obs, reward, term, trunc, info = env.step_t(action_t)
+                obs = obs.to(f32)
+                rew_buf[s] = reward
+                net_buf[s] = info["net"]
+                done = term | trunc
+                done_buf[s] = done
+                if cfg.bootstrap_truncated:
+                    if on_cpu:  # truncations are rare (1 per episode): evaluate only those rows
+                        rows = trunc.nonzero().squeeze(-1)
+                        if rows.numel():
+                            boot_buf[s].index_put_(
+                                (rows,), policy.critic(norm(info["final_obs"][rows].to(f32))).squeeze(-1)
+                            )
+                    else:  # no host sync on accelerators: evaluate every row, mask
+                        boot_buf[s] = policy.critic(norm(info["final_obs"].to(f32))).squeeze(-1) * trunc
+                ep_sum += (info["equity"] - 1.0).mul(done).sum()
+                ep_cnt += done.sum()
+            next_value = policy.critic(norm(obs)).squeeze(-1)
+            # reward scaling by the running std of the discounted return (fitted on this rollout too)
+            if cfg.normalize_rewards:
+                rets = torch.empty(S, E, device=dev, dtype=torch.float64)
+                for s in range(S):
+                    ret_acc = ret_acc * cfg.gamma + rew_buf[s]
+                    rets[s] = ret_acc
+                    ret_acc = ret_acc * (1.0 - done_buf[s])
+                ret_rms.update(rets.reshape(-1, 1))
+                scale = (1.0 / torch.sqrt(ret_rms.var + 1e-8)).to(f32)
+            else:
+                scale = torch.ones(1, device=dev, dtype=f32)
+            rewards = rew_buf * scale + cfg.gamma * boot_buf
+            # GAE: done_buf[s] = episode ended after step s (bootstrap of truncations is in `rewards`)
+            adv = torch.zeros(S, E, device=dev, dtype=f32)
+            last = torch.zeros(E, device=dev, dtype=f32)
+            for s in reversed(range(S)):
+                next_v = next_value if s == S - 1 else val_buf[s + 1]
+                nonterm = 1.0 - done_buf[s]
+                delta = rewards[s] + cfg.gamma * next_v * nonterm - val_buf[s]
+                last = delta + cfg.gamma * cfg.gae_lambda * nonterm * last
+                adv[s] = last
+            returns = adv + val_buf
+        t_roll = time.perf_counter() - t_it
+        # ---------------- update ----------------
+        if on_cpu and cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        b_obs_raw = obs_buf.reshape(-1, D)
+        b_obs = norm(b_obs_raw).detach()
+        b_act = act_buf.permute(0, 2, 1).reshape(-1, K).clone()
+        b_logp = logp_buf.reshape(-1).clone()
+        b_adv = adv.reshape(-1).clone()
+        b_ret = returns.reshape(-1).clone()
+        b_val = val_buf.reshape(-1).clone()
+        clipfracs: list[torch.Tensor] = []
+        stop = False
+        for _epoch in range(cfg.update_epochs):
+            perm = torch.randperm(cfg.batch_size, generator=gen, device=dev)
+            for start in range(0, cfg.batch_size, mb_size):
+                mb = perm[start : start + mb_size]
+                newlogp, entropy = policy.log_prob(b_obs[mb], b_act[mb])
+                newv = policy.critic(b_obs[mb]).squeeze(-1)
+                logratio = newlogp - b_logp[mb]
+                ratio = logratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1.0) - logratio).mean()
+                    clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
+                mb_adv = b_adv[mb]
+                if cfg.norm_adv:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                pg_loss = torch.max(
+                    -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
+                ).mean()
+                if cfg.clip_vloss:
+                    v_unclipped = (newv - b_ret[mb]) ** 2
+                    v_clipped = b_val[mb] + torch.clamp(newv - b_val[mb], -cfg.clip_coef, cfg.clip_coef)
+                    v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_ret[mb]) ** 2).mean()
+                else:
+                    v_loss = 0.5 * ((newv - b_ret[mb]) ** 2).mean()
+                ent = entropy.mean()
+                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+            if cfg.target_kl is not None and float(approx_kl) > cfg.target_kl:
+                stop = True
+            if stop:
+                break
+        # normaliser: fold this rollout's observations in (train window only), after the update
+        if cfg.normalize_obs:
+            policy.obs_rms.update(b_obs_raw)
+        # ---------------- logging (one host sync per iteration) ----------------
+        with torch.no_grad():
+            var_y = b_ret.var()
+            ev = float("nan") if float(var_y) == 0.0 else float(1.0 - (b_ret - b_val).var() / var_y)
+            n_ep = float(ep_cnt)
+            row = {
+                "iteration": float(it),
+                "env_steps": float(it * cfg.batch_size),
+                "env_steps_per_s": cfg.batch_size / max(time.perf_counter() - t_it, 1e-9),
+                "mean_reward": float(rew_buf.mean()),
+                "mean_net": float(net_buf.mean()),
+                "episodes": n_ep,
+                "mean_episode_return": float(ep_sum) / n_ep if n_ep else float("nan"),
+                "entropy": float(ent),
+                "approx_kl": float(approx_kl),
+                "clip_frac": float(torch.stack(clipfracs).mean()),
+                "value_loss": float(v_loss),
+                "policy_loss": float(pg_loss),
+                "explained_variance": ev,
+                "learning_rate": lr,
+                "action_std": float(policy.log_std.exp().mean()),
+                "rollout_s": t_roll,
+                "update_s": time.perf_counter() - t_it - t_roll,
+                "wall_s": time.perf_counter() - t_start,
+            }
+        curve.append(row)
+        if on_iteration is not None:
+            on_iteration(row)
+    return curve
+
+
+# ----------------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------------
+
+
+class EvalResult(NamedTuple):
+    """Deterministic rollout over a window: ``weights[i]`` ``[A+1]`` (cash last) were chosen at the close of
+    panel row ``start_idx + i`` and earned ``net_returns[i]`` on ``dates[i]`` (= panel row ``start_idx+i+1``)."""
+
+    weights: np.ndarray  # [T, A+1] float64
+    net_returns: np.ndarray  # [T] float64, daily net return (fraction)
+    dates: np.ndarray  # [T] datetime64[D], the day each net return was earned
+
+    def to_frame(self, assets: tuple[str, ...] | list[str]) -> pl.DataFrame:
+        """Long-friendly Polars frame: ``date`` (day earned), ``w_<asset>``..., ``w_cash``, ``net_return``."""
+        cols = {"date": pl.Series(self.dates).cast(pl.Date)}
+        for j, name in enumerate([*assets, "cash"]):
+            cols[f"w_{name}"] = pl.Series(self.weights[:, j])
+        cols["net_return"] = pl.Series(self.net_returns)
+        return pl.DataFrame(cols)
+
+
+def _check_compatible(policy: PPOPolicy, panel: MarketPanel) -> None:
+    names = policy.env_config.obs_names(panel)
+    if policy.obs_names and names != policy.obs_names:
+        raise ValueError(
+            f"panel observation layout {names} does not match the policy's {policy.obs_names}"
+        )
+    if len(names) != policy.obs_dim:
+        raise ValueError(f"panel gives {len(names)} observation columns, the policy expects {policy.obs_dim}")
+
+
+@torch.no_grad()
+def evaluate_policy(
+    policy: PPOPolicy, panel: MarketPanel, start_idx: int, end_idx: int, device: str = "cpu"
+) -> EvalResult:
+    """Deterministic rollout (``softmax(mean logits)``, frozen normaliser) over panel rows
+    ``[start_idx, end_idx]``: one episode from ``initial_weights``, no time limit, no termination;
+    decisions at rows ``start_idx .. end_idx-1``. Costs and drift as in training (float64 arithmetic)."""
+    _check_compatible(policy, panel)
+    dev = resolve_device(device)
+    n = int(end_idx) - int(start_idx)
+    cfg = policy.env_config.model_copy(update={"episode_length": n, "terminate_below": None, "dtype": "float64"})
+    env = BatchedPortfolioEnv(panel, cfg, start_idx, end_idx, num_envs=1, device=dev)
+    was = policy.training
+    pol = policy.to(dev).eval()
+    w_out = torch.empty(n, env.n_assets + 1, dtype=torch.float64, device=dev)
+    net_out = torch.empty(n, dtype=torch.float64, device=dev)
+    pdt = pol.log_std.dtype
+    with torch.inference_mode():
+        obs = env.reset(starts=[start_idx])
+        for i in range(n):
+            logits_t = pol._actor_mean_t(pol.normalize(obs.to(pdt)))
+            obs, _r, _te, _tr, info = env.step_t(logits_t)
+            w_out[i] = info["weights"][0]
+            net_out[i] = info["net"][0]
+    pol.train(was)
+    return EvalResult(
+        weights=w_out.cpu().numpy(),
+        net_returns=net_out.cpu().numpy(),
+        dates=panel.dates[start_idx + 1 : end_idx + 1].copy(),
+    )

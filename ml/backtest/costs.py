@@ -1,0 +1,98 @@
+"""Rebalancing, transaction costs and weight drift: the ONE implementation of the portfolio arithmetic.
+
+Used verbatim by both faces of the RL environment (:mod:`ml.envs.portfolio`) and by the backtester, so
+an environment's reward and a backtest's P&L can never disagree. Written with operators/methods that
+NumPy arrays and Torch tensors share (works on CPU or CUDA tensors, any float dtype, any leading batch
+shape ``...``).
+
+Timing (project convention): weights ``w_new`` are chosen at the close of day t and held from close t
+to close t+1; ``next_returns`` are the simple close-to-close returns of day t+1, i.e.
+``close_{t+1} / close_t - 1``. ``w_old`` are the weights held going into the decision (yesterday's
+weights after drifting with day t's returns).
+
+Weights are fractions of equity over the assets *and cash*, cash in the LAST column, each row on the
+simplex (>= 0, sums to 1). Cash earns ``0`` unless a cash column is supplied in ``next_returns``.
+
+Costs: ``cost = cost_rate * turnover`` with ``turnover = sum_i |w_new_i - w_old_i|`` over all columns
+including cash (so moving 10% of equity from SPY to cash has turnover 0.2 and, at 5 bps, costs 0.0001 of
+equity). The cost is charged as a fraction of equity at the close of t; net return of day t+1:
+``net = w_new . r_{t+1} - cost``.
+
+Drift: after day t+1 each position grows with its own return, so the weights held going into t+1 are
+``w_new * (1 + r) / (1 + w_new . r)`` (gross return in the denominator: the cost is treated as taken
+pro rata from all holdings, which leaves the weights unchanged). This is exact buy-and-hold drift.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["RebalanceResult", "drift_weights", "net_returns", "rebalance"]
+
+
+class RebalanceResult(NamedTuple):
+    """Outputs of :func:`rebalance`; every field has the leading batch shape ``...`` (weights ``[..., A+1]``)."""
+
+    net: Any  #: net return of day t+1 (fraction of equity): ``gross - cost``
+    gross: Any  #: ``w_new . r_{t+1}`` before costs
+    turnover: Any  #: ``sum |w_new - w_old|`` incl. cash (0 .. 2)
+    drifted: Any  #: weights held going into t+1 (after day t+1's returns), on the simplex
+
+
+def _with_cash(next_returns: Any, n_cols: int, axis: int) -> Any:
+    """Append a zero cash-return entry along ``axis`` when ``next_returns`` has only the risky assets."""
+    if next_returns.shape[axis] == n_cols:
+        return next_returns
+    if next_returns.shape[axis] != n_cols - 1:
+        raise ValueError(
+            f"next_returns has {next_returns.shape[axis]} assets; expected {n_cols - 1} (+ optional cash)"
+        )
+    if isinstance(next_returns, np.ndarray):
+        shape = list(next_returns.shape)
+        shape[axis] = 1
+        return np.concatenate([next_returns, np.zeros(shape, dtype=next_returns.dtype)], axis=axis)
+    import torch
+
+    shape = list(next_returns.shape)
+    shape[axis] = 1
+    zeros = torch.zeros(shape, dtype=next_returns.dtype, device=next_returns.device)
+    return torch.cat([next_returns, zeros], dim=axis)
+
+
+def _unsqueeze(x: Any, axis: int) -> Any:
+    if isinstance(x, (np.ndarray, np.generic, float)):
+        return np.expand_dims(x, axis)
+    return x.unsqueeze(axis)
+
+
+def rebalance(
+    weights_new: Any, weights_old: Any, next_returns: Any, cost_rate: float, axis: int = -1
+) -> RebalanceResult:
+    """Rebalance from ``weights_old`` to ``weights_new`` at close t, earn day t+1, drift the weights.
+
+    ``weights_new``/``weights_old``: ``[..., A+1]`` (cash last). ``next_returns``: ``[..., A]`` simple
+    returns of the risky assets over t -> t+1 (cash earns 0), or ``[..., A+1]`` with an explicit cash
+    return in the last column. ``cost_rate``: cost per unit of turnover (0.0005 = 5 bps). ``axis``: the
+    asset axis (default last; the batched environment keeps assets first, ``[A+1, E]``, for speed).
+    """
+    r = _with_cash(next_returns, weights_new.shape[axis], axis)
+    turnover = abs(weights_new - weights_old).sum(axis)
+    gross = (weights_new * r).sum(axis)
+    net = gross - cost_rate * turnover
+    drifted = weights_new * (1.0 + r) / _unsqueeze(1.0 + gross, axis)
+    return RebalanceResult(net, gross, turnover, drifted)
+
+
+def net_returns(weights_new: Any, weights_old: Any, next_returns: Any, cost_rate: float, axis: int = -1) -> Any:
+    """Net return of day t+1 for weights chosen at close t: ``w_new . r_{t+1} - cost_rate * sum|w_new - w_old|``.
+
+    Shapes as in :func:`rebalance`; NumPy or Torch in, same kind out.
+    """
+    return rebalance(weights_new, weights_old, next_returns, cost_rate, axis).net
+
+
+def drift_weights(weights: Any, next_returns: Any, axis: int = -1) -> Any:
+    """Weights after holding ``weights`` over one day with returns ``next_returns`` (cash return 0 if omitted)."""
+    r = _with_cash(next_returns, weights.shape[axis], axis)
+    return weights * (1.0 + r) / _unsqueeze(1.0 + (weights * r).sum(axis), axis)
