@@ -1,4 +1,7 @@
-"""``regimeflow`` command line: ``regimeflow run`` executes the main job and prints what was loaded.
+"""``regimeflow`` command line: ``regimeflow run`` executes the main pipeline and prints what was loaded.
+
+The main pipeline = job ``prepare`` (ingestion, features, VIX regimes, folds) followed by job ``fold``
+for every fold partition (sector HMMs, prescreen, policies, evaluation).
 
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default ``./.dagster_home``), the
 same one ``dagster dev`` uses when started with that DAGSTER_HOME, so CLI runs show up in the UI.
@@ -51,12 +54,23 @@ def _print_summary(wh, result) -> None:
     print("=" * 72)
 
 
+def _print_folds(results: list) -> None:
+    if not results:
+        return
+    print("folds:")
+    for key, res, secs in results:
+        print(f"  {key:<16} {'ok' if res.success else 'FAILED':<7} {secs:7.1f} s")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     if args.source:
         os.environ["REGIMEFLOW_SOURCE"] = args.source
     if args.data_dir:
         os.environ["REGIMEFLOW_DATA_DIR"] = args.data_dir
+    import time
+
     from orchestration.definitions import defs
+    from orchestration.partitions import FOLDS
     from orchestration.resources import WarehouseResource
 
     wh = WarehouseResource().get()
@@ -64,18 +78,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         for p in (wh.path, wh.snapshot_path):
             p.unlink(missing_ok=True)
         print(f"--fresh: removed {wh.path} and its snapshot")
-    job = defs.resolve_job_def(args.job)
+    instance = _instance()
     run_config = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
-    result = job.execute_in_process(run_config=run_config, instance=_instance(), raise_on_error=False)
+    result = defs.resolve_job_def(args.job).execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False)
+    fold_results = []
+    if result.success and args.job == "prepare" and args.folds != "none":
+        known = instance.get_dynamic_partitions(FOLDS)
+        wanted = known if args.folds == "all" else [k for k in args.folds.split(",") if k]
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            print(f"unknown fold(s) {unknown}; known: {known}", file=sys.stderr)
+            return 2
+        fold_job = defs.resolve_job_def("fold")
+        for i, key in enumerate(wanted, 1):
+            print(f"--- fold {key} ({i}/{len(wanted)}) ---", flush=True)
+            t0 = time.perf_counter()
+            res = fold_job.execute_in_process(run_config=run_config, instance=instance, partition_key=key,
+                                              raise_on_error=False)
+            fold_results.append((key, res, time.perf_counter() - t0))
     _print_summary(wh, result)
-    return 0 if result.success else 1
+    _print_folds(fold_results)
+    return 0 if result.success and all(r.success for _, r, _ in fold_results) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="regimeflow", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="materialize the pipeline (default job: main) and print a summary")
-    run.add_argument("--job", default="main", help="job name (main | ingest)")
+    run.add_argument("--job", default="prepare", help="prepare (then every fold: the main job) | ingest")
+    run.add_argument("--folds", default="all", help="after prepare: 'all' folds, 'none', or keys like 2019,2020")
     run.add_argument("--source", choices=["auto", "csv", "yahoo", "synthetic"], help="override REGIMEFLOW_SOURCE")
     run.add_argument("--data-dir", help="CSV snapshot directory (overrides REGIMEFLOW_DATA_DIR)")
     run.add_argument("--fresh", action="store_true", help="delete the warehouse first")

@@ -1,11 +1,37 @@
-"""Jobs. ``main`` materializes every asset (and runs every check) on the default data source."""
+"""Jobs.
+
+* ``prepare``: everything that is not per fold (ingestion, features, labels, VIX regimes, folds) with checks.
+* ``fold``: the per-fold assets (sector HMMs, prescreen, policies, evaluation), one run per fold partition.
+* ``ingest``: ingestion only.
+
+``regimeflow run`` (the README's main job) runs ``prepare`` and then ``fold`` for every fold partition.
+"""
 import dagster as dg
+
+from orchestration.partitions import folds_partitions
+
+
+
+def _partitioned(defs_assets) -> dg.AssetSelection:
+    keys = [spec.key for a in defs_assets for spec in getattr(a, "specs", [])
+            if getattr(a, "partitions_def", None) is not None]
+    return dg.AssetSelection.assets(*keys)
+
 
 ingest_job = dg.define_asset_job(
     "ingest", selection=dg.AssetSelection.groups("ingestion"),
     description="Load market data into raw.* / ref.* and run the blocking data-quality checks.",
 )
-main_job = dg.define_asset_job(
-    "main", selection=dg.AssetSelection.all(),
-    description="The whole pipeline on the default data source (what the README quickstart runs).",
-)
+
+
+def build_jobs(assets) -> list:
+    fold_assets = _partitioned(assets)
+    prepare = dg.define_asset_job(
+        "prepare", selection=dg.AssetSelection.all() - fold_assets,
+        description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks).",
+    )
+    fold = dg.define_asset_job(
+        "fold", selection=fold_assets, partitions_def=folds_partitions,
+        description="Per-fold models and evaluation for one fold partition.",
+    )
+    return [ingest_job, prepare, fold]

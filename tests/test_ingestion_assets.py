@@ -23,7 +23,7 @@ def test_definitions_load():
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert {"raw/bars", "raw/index_bars", "ref/sectors", "ref/trading_calendar"} <= keys
-    assert {"main", "ingest"} <= {j.name for j in repo.get_all_jobs()}
+    assert {"prepare", "fold", "ingest"} <= {j.name for j in repo.get_all_jobs()}
     checks = {c.name for c in repo.asset_graph.asset_check_keys}
     assert {"bars_high_ge_open_close", "bars_no_long_gaps", "index_vix_range"} <= checks
 

@@ -7,7 +7,7 @@ import polars as pl
 
 from warehouse.db import Warehouse
 from warehouse.ingest import stored_source_kinds
-from warehouse.tables import ensure_table, replace_rows
+from warehouse.tables import ensure_table, write_replacing
 from warehouse.upsert import UpsertCounts, upsert
 
 FEATURES_TABLE = "features.daily"
@@ -41,10 +41,5 @@ def write_keyed(wh: Warehouse, table: str, frame: pl.DataFrame, source: str, com
 
 
 def write_registry(wh: Warehouse, registry: pl.DataFrame) -> int:
-    with wh.write() as con:
-        ensure_table(con, REGISTRY_TABLE, dict(registry.schema), ["name"],
-                     "One row per column of features.daily: family, window, unit, description, warm-up rows.")
-        con.execute("BEGIN TRANSACTION")
-        n = replace_rows(con, REGISTRY_TABLE, registry)
-        con.execute("COMMIT")
-    return n
+    return write_replacing(wh, REGISTRY_TABLE, registry, ["name"],
+                           "One row per column of features.daily: family, window, unit, description, warm-up rows.")

@@ -151,3 +151,8 @@ def table_counts(wh: Warehouse) -> dict[str, int]:
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
         ).fetchall()
         return {f"{s}.{t}": scalar(con, f'SELECT count(*) FROM "{s}"."{t}"') for s, t in tables}
+
+
+def read_sectors(wh: Warehouse) -> pl.DataFrame:
+    with wh.read() as con:
+        return query_pl(con, "SELECT ticker, name, gics_sector FROM ref.sectors ORDER BY ticker")

@@ -53,20 +53,36 @@ def ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: dict[str, p
         con.execute(f"COMMENT ON TABLE {table} IS '{comment.replace(chr(39), chr(39) * 2)}'")
 
 
-def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
-    """Replace the whole contents of ``table`` with ``frame`` (caller owns the transaction)."""
-    con.execute(f"DELETE FROM {table}")
-    con.register("_replace_view", frame.to_arrow())
-    try:
-        cols = ", ".join(_q(c) for c in frame.columns)
-        con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _replace_view")
-    finally:
-        con.unregister("_replace_view")
-    return frame.height
-
-
 def read_table(wh: Warehouse, table: str, where: str = "", params: list | None = None,
                columns: list[str] | None = None) -> pl.DataFrame:
     cols = ", ".join(_q(c) for c in columns) if columns else "*"
     with wh.read() as con:
         return query_pl(con, f"SELECT {cols} FROM {table} {where}", params)
+
+
+def write_replacing(wh: Warehouse, table: str, frame: pl.DataFrame, keys: list[str], comment: str | None = None,
+                    where: str = "", params: list | None = None) -> int:
+    """Replace the rows of ``table`` matching ``where`` (all rows when empty) with ``frame``, in one
+    transaction: the write for one fold partition (``where="fold = ?"``) or a derived table."""
+    with wh.write() as con:
+        ensure_table(con, table, dict(frame.schema), keys, comment)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"DELETE FROM {table} {'WHERE ' + where if where else ''}", params or [])
+            if frame.height:
+                con.register("_replace_view", frame.to_arrow())
+                cols = ", ".join(_q(c) for c in frame.columns)
+                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _replace_view")
+                con.unregister("_replace_view")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return frame.height
+
+
+def write_fold_rows(wh: Warehouse, table: str, frame: pl.DataFrame, fold: str, keys: list[str],
+                    comment: str | None = None) -> int:
+    """Idempotent per-fold write: ``frame`` (without a ``fold`` column) replaces that fold's rows."""
+    out = frame.select(pl.lit(fold).alias("fold"), pl.all())
+    return write_replacing(wh, table, out, ["fold", *keys], comment, "fold = ?", [fold])
