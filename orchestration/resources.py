@@ -7,6 +7,7 @@ Defaults work out of the box; environment variables override them without code c
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -26,9 +27,18 @@ class WarehouseResource(dg.ConfigurableResource):
     )
     publish_snapshot: bool = Field(default=True, description="Publish the analyst snapshot after every write.")
     lock_timeout_s: float = Field(default=900.0, description="Seconds a step waits for another step's write.")
+    artifacts_dir: Optional[str] = Field(
+        default=None, description="Model artifacts (weights, fitted transforms); default <warehouse dir>/artifacts."
+    )
 
     def get(self) -> Warehouse:
         return Warehouse(self.path, self.snapshot_path, self.lock_timeout_s, self.publish_snapshot)
+
+    def artifact_dir(self, fold: str) -> Path:
+        root = Path(self.artifacts_dir) if self.artifacts_dir else self.get().path.parent / "artifacts"
+        path = root / fold
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 class MarketDataResource(dg.ConfigurableResource):
@@ -88,3 +98,64 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
         thresholds = {int(h): v for h, v in self.label_thresholds.items()}
         return LabelConfig(horizons=tuple(sorted(thresholds)), thresholds=thresholds)
+
+
+class RegimeResource(dg.ConfigurableResource):
+    """VIX band thresholds and sector-HMM settings (shared by regimes, prescreen and reports)."""
+
+    band_edges: list[float] = Field(default_factory=lambda: [15.0, 20.0, 30.0],
+                                    description="VIX edges of low | moderate | high | extreme.")
+    bucket_edges: list[float] = Field(default_factory=lambda: [15.0, 20.0, 25.0, 35.0],
+                                      description="VIX edges of calm | normal | elevated | stress | panic.")
+    hmm_mode: str = Field(default="etf", description="etf: one sector ETF per sector; basket: equal-weighted stocks.")
+    hmm_window: int = Field(default=20, description="Trailing window (trading days) of the HMM observations.")
+    hmm_restarts: int = Field(default=5, description="EM restarts per sector HMM (best log-likelihood kept).")
+    hmm_seed: int = 0
+
+    def vix_config(self):
+        from ml.regimes.vix import VixRegimeConfig
+
+        return VixRegimeConfig(band_edges=tuple(self.band_edges), bucket_edges=tuple(self.bucket_edges))
+
+    def hmm_config(self):
+        from ml.regimes.hmm import HmmConfig
+
+        return HmmConfig(mode=self.hmm_mode, window=self.hmm_window, restarts=self.hmm_restarts, seed=self.hmm_seed)
+
+
+class PrescreenResource(dg.ConfigurableResource):
+    """Prescreen classifier settings (label horizon, row subsampling, CV)."""
+
+    horizon: int = Field(default=5, description="Label horizon h (trading days): buy_<h>d / sell_<h>d.")
+    sample_every: int = Field(default=5, description="Train on every k-th trading day per ticker (labels overlap).")
+    cv_splits: int = Field(default=3, description="Purged k-fold splits for hyper-parameter choice.")
+    n_jobs: int = Field(default=2, description="Worker processes across the six model slots.")
+    seed: int = 0
+
+    def config(self):
+        from ml.prescreen import PrescreenConfig
+
+        return PrescreenConfig(horizon=self.horizon, sample_every=self.sample_every, cv_splits=self.cv_splits,
+                               n_jobs=self.n_jobs, seed=self.seed)
+
+
+class PolicyResource(dg.ConfigurableResource):
+    """PPO policy training settings (environment and agent); defaults = the documented default profile."""
+
+    reward: str = Field(default="vix_shaped", description="vix_shaped | vol_penalty | differential_sharpe | net")
+    cost_bps: float = Field(default=5.0, description="Transaction cost on turnover, basis points.")
+    episode_length: int = Field(default=1024, description="Trading days per training episode.")
+    total_steps: int = Field(default=2_000_000, description="Environment steps (transitions) per fold.")
+    num_envs: int = Field(default=128, description="Environments stepped at once (batched torch env).")
+    seed: int = 0
+    device: str = Field(default="auto", description="auto (CUDA when available, else CPU) | cpu | cuda")
+
+    def env_config(self):
+        from ml.envs.portfolio import EnvConfig
+
+        return EnvConfig(reward=self.reward, cost_rate=self.cost_bps / 1e4, episode_length=self.episode_length)
+
+    def ppo_config(self):
+        from ml.agents.ppo import PPOConfig
+
+        return PPOConfig(total_steps=self.total_steps, num_envs=self.num_envs, seed=self.seed, device=self.device)
