@@ -1,14 +1,29 @@
 """The code location: ``dagster dev`` loads ``defs`` from here (see workspace.yaml)."""
 import dagster as dg
 
-from assets import features, ingestion, ingestion_checks
-from orchestration.jobs import ingest_job, main_job
-from orchestration.resources import FeatureStoreResource, MarketDataResource, WarehouseResource
+from assets import features, folds, ingestion, ingestion_checks, policies, prescreen, regimes
+from orchestration.jobs import build_jobs
+from orchestration.resources import (
+    FeatureStoreResource,
+    PolicyResource,
+    MarketDataResource,
+    PrescreenResource,
+    RegimeResource,
+    WarehouseResource,
+)
+
+all_assets = dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies])
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingestion, features]),
+    assets=all_assets,
     asset_checks=dg.load_asset_checks_from_modules([ingestion_checks, features]),
-    jobs=[ingest_job, main_job],
-    resources={"warehouse": WarehouseResource(), "market": MarketDataResource(),
-               "features": FeatureStoreResource()},
+    jobs=build_jobs(all_assets),
+    resources={
+        "warehouse": WarehouseResource(),
+        "market": MarketDataResource(),
+        "features": FeatureStoreResource(),
+        "regimes": RegimeResource(),
+        "prescreen": PrescreenResource(),
+        "policy": PolicyResource(),
+    },
 )
