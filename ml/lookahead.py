@@ -343,8 +343,7 @@ def check_lookahead(
             absent = [c for c in (*keys, *cols) if c not in out.columns]
             if absent:
                 raise ValueError(f"feature output on the {variant} history lacks columns {absent}")
-            if variant == "garbage" or out.get_column("date").max() > cut:
-                out = out.filter(pl.col("date") <= cut)
+            out = out.filter(pl.col("date") <= cut)  # (an empty output has no max date to compare)
             var = out.select(*keys, *cols)
             positional = _same_keys(full_c, var, keys)
             # fast path: bit-identical columns (nulls and NaNs in the same places) need no tolerance test

@@ -199,3 +199,20 @@ def test_real_snapshot_passes():
         pytest.skip("shared market snapshot not available")
     report = check_lookahead(compute_features, bars, index_bars, k=8)
     assert report.passed, report.to_markdown()
+
+
+def test_feature_with_no_rows_before_a_cutoff_does_not_crash():
+    """A function whose output is empty on a short prefix is compared, not a TypeError."""
+    import numpy as np
+    import polars as pl
+
+    from ml.lookahead import check_lookahead
+
+    dates = pl.date_range(pl.date(2020, 1, 1), pl.date(2020, 12, 31), "1d", eager=True)
+    bars = pl.DataFrame({"ticker": "A", "date": dates, "close": np.linspace(1, 2, len(dates))})
+
+    def late_start(b: pl.DataFrame) -> pl.DataFrame:  # emits rows only from its 50th input row on
+        return b.slice(50).select("ticker", "date", pl.col("close").alias("f"))
+
+    report = check_lookahead(late_start, bars, cutoffs=[dates[10], dates[200]])
+    assert report.passed
