@@ -8,11 +8,9 @@
 """
 import dagster as dg
 
-from orchestration.partitions import folds_partitions
-
-
 
 def _partitioned(defs_assets) -> dg.AssetSelection:
+    """The assets partitioned by fold (their job's partitioning is inferred from them)."""
     keys = [spec.key for a in defs_assets for spec in getattr(a, "specs", [])
             if getattr(a, "partitions_def", None) is not None]
     return dg.AssetSelection.assets(*keys)
@@ -31,7 +29,7 @@ def build_jobs(assets) -> list:
         description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks).",
     )
     fold = dg.define_asset_job(
-        "fold", selection=fold_assets, partitions_def=folds_partitions,
+        "fold", selection=fold_assets,
         description="Per-fold models and evaluation for one fold partition.",
     )
     return [ingest_job, prepare, fold]
