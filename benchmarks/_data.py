@@ -22,39 +22,32 @@ _REPO = Path(__file__).resolve().parents[1]
 
 
 def market_dir() -> Path | None:
-    root = Path(os.environ.get("REGIMEFLOW_MARKET_DATA", _REPO.parent / "shared" / "data" / "market"))
+    """The real snapshot: ``$REGIMEFLOW_TEST_DATA_DIR`` or ``<repo>/../shared/data/market``; None if absent."""
+    root = Path(os.environ.get("REGIMEFLOW_TEST_DATA_DIR", _REPO.parent / "shared" / "data" / "market"))
     return root if (root / "ohlcv").is_dir() and (root / "index").is_dir() else None
 
 
-def load_real_bars(tickers: Sequence[str] | None = None, root: Path | None = None) -> pl.DataFrame | None:
+def _load_real(tickers: Sequence[str] | None, root: Path | None):
+    """Full-history load through the project's own CSV source (None when the snapshot is absent)."""
+    from ml.data.csv_source import CsvMarketSource
+    from ml.data.universe import Universe
+
     root = root or market_dir()
     if root is None:
         return None
-    frames = []
-    for path in sorted((root / "ohlcv").iterdir()):
-        name = path.name.removesuffix(".gz").removesuffix(".csv")
-        if tickers is not None and name not in tickers:
-            continue
-        df = pl.read_csv(path, schema_overrides={"volume": pl.Float64}, try_parse_dates=False)
-        frames.append(df.with_columns(pl.lit(name).alias("ticker"), pl.col("date").str.to_date()))
-    if not frames:
-        return None
-    bars = pl.concat(frames, how="diagonal_relaxed")
-    return bars.select([pl.col(c).cast(t) for c, t in BARS_SCHEMA.items()]).sort("ticker", "date")
+    universe = (Universe(history_start=None) if tickers is None else
+                Universe(allocation=[], sector_etfs=[], stocks=list(tickers), history_start=None))
+    return CsvMarketSource(root).load(universe, on_progress=lambda _: None)
+
+
+def load_real_bars(tickers: Sequence[str] | None = None, root: Path | None = None) -> pl.DataFrame | None:
+    market = _load_real(tickers, root)
+    return None if market is None else market.bars
 
 
 def load_real_index_bars(root: Path | None = None) -> pl.DataFrame | None:
-    root = root or market_dir()
-    if root is None:
-        return None
-    frames = [
-        pl.read_csv(root / "index" / f"{sym}.csv").with_columns(
-            pl.lit(sym).alias("symbol"), pl.col("date").str.to_date()
-        )
-        for sym in ("VIX", "VIX3M")
-    ]
-    out = pl.concat(frames, how="diagonal_relaxed")
-    return out.select([pl.col(c).cast(t) for c, t in INDEX_BARS_SCHEMA.items()]).sort("symbol", "date")
+    market = _load_real(["SPY"], root)
+    return None if market is None else market.index_bars
 
 
 def weekday_calendar(

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_DATA_DIR = Path(os.environ.get("REGIMEFLOW_TEST_DATA_DIR", REPO.parent / "shared" / "data" / "market"))
+from benchmarks._data import market_dir
 
 _real_connect = socket.socket.connect
 
@@ -35,10 +33,11 @@ def _no_network(monkeypatch):
 
 @pytest.fixture
 def real_data_dir() -> Path:
-    """The shared real snapshot; tests using it skip cleanly where it is absent."""
-    if not (REAL_DATA_DIR / "ohlcv").is_dir():
-        pytest.skip(f"real market snapshot not found at {REAL_DATA_DIR}")
-    return REAL_DATA_DIR
+    """The shared real snapshot (``$REGIMEFLOW_TEST_DATA_DIR`` or ../shared/data/market); skips where absent."""
+    root = market_dir()
+    if root is None:
+        pytest.skip("real market snapshot not found (set REGIMEFLOW_TEST_DATA_DIR)")
+    return root
 
 
 @pytest.fixture(scope="session")

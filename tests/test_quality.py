@@ -1,7 +1,6 @@
 """Data-quality suites (warehouse.quality): one failing frame per rule, waivers, warnings, real data."""
 from __future__ import annotations
 
-import gzip
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from benchmarks._data import load_real_bars, load_real_index_bars
 from ml.data.market import BARS_SCHEMA, INDEX_BARS_SCHEMA
 from warehouse import quality
 from warehouse.quality import (
@@ -25,7 +25,6 @@ from warehouse.quality import (
     validate_index_bars,
 )
 
-MARKET_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "market"
 NO_WAIVERS = pl.DataFrame(schema={"ticker": pl.Utf8, "date": pl.Date, "rule": pl.Utf8, "reason": pl.Utf8})
 
 # Weekdays of March-April 2015 minus Good Friday: a small stand-in for the NYSE calendar.
@@ -433,30 +432,12 @@ def test_many_failures_and_scale_stay_fast() -> None:
     assert took < 10, f"{bars.height:,} rows took {took:.1f}s"
 
 
-def _read_csv(path: Path, extra: dict[str, str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    df = pl.read_csv(raw, schema_overrides={"date": pl.Date})
-    return df.with_columns(**{k: pl.lit(v) for k, v in extra.items()}).select(
-        [pl.col(c).cast(t) for c, t in schema.items()])
-
-
-def load_snapshot(root: Path = MARKET_DIR, start: date = date(2005, 1, 1),
-                  end: date = date(2025, 12, 31)) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Bars and index bars of the shared real-data snapshot, filtered to [start, end]."""
-    files = sorted(p for p in (root / "ohlcv").iterdir() if p.name.endswith((".csv", ".csv.gz")))
-    bars = pl.concat([_read_csv(p, {"ticker": p.name.split(".")[0]}, BARS_SCHEMA) for p in files])
-    index = pl.concat([_read_csv(root / "index" / f"{s}.csv", {"symbol": s}, INDEX_BARS_SCHEMA)
-                       for s in ("VIX", "VIX3M")])
-    in_range = pl.col("date").is_between(start, end)
-    return bars.filter(in_range).sort("ticker", "date"), index.filter(in_range).sort("symbol", "date")
-
-
 @pytest.mark.slow
 @pytest.mark.real_data
-@pytest.mark.skipif(not (MARKET_DIR / "ohlcv").is_dir(), reason=f"{MARKET_DIR} absent")
-def test_real_snapshot_passes() -> None:
+def test_real_snapshot_passes(real_data_dir) -> None:
     start, end = date(2005, 1, 1), date(2025, 12, 31)
-    bars, index = load_snapshot(start=start, end=end)
+    in_range = pl.col("date").is_between(start, end)
+    bars, index = load_real_bars(root=real_data_dir).filter(in_range), load_real_index_bars(real_data_dir).filter(in_range)
     calendar = bars.filter(pl.col("ticker") == "SPY")["date"]
     t0 = time.perf_counter()
     quality._gx()  # one-off GX import + ephemeral context (cached per process)

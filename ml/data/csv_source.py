@@ -24,7 +24,7 @@ from ml.data.market import (
     MarketData,
     conform,
 )
-from ml.data.universe import Universe
+from ml.data.universe import ALLOCATION_ASSETS, SECTOR_ETFS, Universe
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ OHLCV_COLUMNS = ["date", "open", "high", "low", "close", "adj_close", "volume"]
 INDEX_COLUMNS = ["date", "open", "high", "low", "close"]
 SECTOR_COLUMNS = ["ticker", "name", "gics_sector"]
 MAX_REPORTED_PROBLEMS = 20
+#: Tickers always recognised in ``ohlcv/`` (the default universe's ETFs), also when not requested.
+DEFAULT_ETFS = frozenset(ALLOCATION_ASSETS) | frozenset(SECTOR_ETFS)
 
 
 def _problem(path: Path, line: int | None, msg: str) -> str:
@@ -147,7 +149,7 @@ class CsvMarketSource:
         return list(dict.fromkeys([*etfs, *stocks]))
 
     def check_unknown_files(self, known: set[str]) -> None:
-        """Every ``ohlcv/`` file must be a known ticker (universe or sectors.csv): typos fail loudly."""
+        """Every ``ohlcv/`` file must be a known ticker (universe, default ETFs or sectors.csv): typos fail loudly."""
         unknown = []
         for path in sorted((self.root / "ohlcv").glob("*.csv*")):
             ticker = path.name.removesuffix(".gz").removesuffix(".csv")
@@ -167,7 +169,7 @@ class CsvMarketSource:
             raise DataSourceError(f"{self.root}: data directory not found")
         sectors = self.load_sectors()
         tickers = self.tickers(universe, sectors)
-        self.check_unknown_files(set(tickers) | set(sectors["ticker"]) | set(universe.etf_tickers()))
+        self.check_unknown_files(set(tickers) | set(sectors["ticker"]) | set(universe.etf_tickers()) | DEFAULT_ETFS)
         lo, hi = universe.history_start, universe.history_end
 
         def in_range(frame: pl.DataFrame) -> pl.DataFrame:
