@@ -8,6 +8,7 @@ from functools import partial
 import dagster as dg
 import polars as pl
 
+from assets._metadata import md_table
 from assets.keys import FEATURES_DAILY, FEATURES_REGISTRY, LABELS_FORWARD, RAW_BARS, RAW_INDEX_BARS
 from ml.features import compute_features, feature_registry, feature_specs
 from ml.labels import MAX_LABEL_HORIZON, compute_labels, label_columns
@@ -30,13 +31,6 @@ def null_share_after_warmup(features: pl.DataFrame, specs) -> pl.DataFrame:
     ).transpose(include_header=True, header_name="feature", column_names=["null_share"])
 
 
-def _md_table(frame: pl.DataFrame) -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
-    for r in frame.iter_rows():
-        lines.append("| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r) + " |")
-    return "\n".join(lines)
-
-
 @dg.asset(key=FEATURES_REGISTRY, group_name=GROUP, kinds={"duckdb", "polars"})
 def feature_registry_table(context: dg.AssetExecutionContext, features: FeatureStoreResource,
                            warehouse: WarehouseResource):
@@ -44,7 +38,7 @@ def feature_registry_table(context: dg.AssetExecutionContext, features: FeatureS
     registry = feature_registry(features.vix_lag_days)
     wf.write_registry(warehouse.get(), registry)
     return dg.MaterializeResult(metadata={"dagster/row_count": registry.height,
-                                          "registry": dg.MetadataValue.md(_md_table(registry.drop("inputs")))})
+                                          "registry": dg.MetadataValue.md(md_table(registry.drop("inputs")))})
 
 
 @dg.asset(key=FEATURES_DAILY, deps=[RAW_BARS, RAW_INDEX_BARS, FEATURES_REGISTRY], group_name=GROUP,
@@ -72,7 +66,7 @@ def features_daily(context: dg.AssetExecutionContext, features: FeatureStoreReso
         "vix_lag_days": cfg.vix_lag_days,
         "rows_inserted": counts.inserted,
         "rows_updated": counts.updated,
-        "null_share_after_warmup": dg.MetadataValue.md(_md_table(nulls)),
+        "null_share_after_warmup": dg.MetadataValue.md(md_table(nulls)),
         "max_null_share_after_warmup": float(nulls["null_share"].max()),
     })
 

@@ -1,6 +1,7 @@
 """``ref/folds``: default walk-forward folds computed from the trading calendar, registered as partitions."""
 import dagster as dg
 
+from assets._metadata import md_table
 from assets.keys import REF_FOLDS, REF_TRADING_CALENDAR
 from ml.features import FEATURE_SPECS
 from ml.folds import default_folds, first_usable_date, folds_frame
@@ -9,11 +10,6 @@ from orchestration.partitions import FOLDS
 from orchestration.resources import WarehouseResource
 from warehouse import ingest as wi
 from warehouse.folds import write_folds
-
-
-def _md(frame) -> str:
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
-    return "\n".join(lines + ["| " + " | ".join(str(v) for v in r) + " |" for r in frame.iter_rows()])
 
 
 @dg.asset(key=REF_FOLDS, deps=[REF_TRADING_CALENDAR], group_name="folds", kinds={"duckdb"})
@@ -39,5 +35,5 @@ def folds(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         "dagster/row_count": frame.height,
         "new_partitions": new,
         "embargo_sessions": MAX_LABEL_HORIZON,
-        "folds": dg.MetadataValue.md(_md(frame)),
+        "folds": dg.MetadataValue.md(md_table(frame)),
     })

@@ -2,20 +2,13 @@
 
 import dagster as dg
 
+from assets._metadata import md_table
 from assets.keys import RAW_BARS, RAW_INDEX_BARS, REF_SECTORS, REF_TRADING_CALENDAR
 from ml.data.market import DataSourceError
 from orchestration.resources import MarketDataResource, WarehouseResource
 from warehouse import ingest as wi
 
 GROUP = "ingestion"
-
-
-def _md(frame) -> str:
-    """A Polars frame as a markdown table (dates as ISO strings)."""
-    cols = frame.columns
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
 
 
 @dg.multi_asset(
@@ -57,8 +50,8 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource, w
         common["WARNING"] = "SYNTHETIC DATA — not real market prices"
     for key, table, extra in (
         (RAW_BARS, "raw.bars", {"tickers": dg.MetadataValue.int(tickers.height),
-                                "date_range_per_ticker": dg.MetadataValue.md(_md(tickers))}),
-        (RAW_INDEX_BARS, "raw.index_bars", {"date_range_per_symbol": dg.MetadataValue.md(_md(indices))}),
+                                "date_range_per_ticker": dg.MetadataValue.md(md_table(tickers))}),
+        (RAW_INDEX_BARS, "raw.index_bars", {"date_range_per_symbol": dg.MetadataValue.md(md_table(indices))}),
         (REF_SECTORS, "ref.sectors", {}),
     ):
         c = result[table]

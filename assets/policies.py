@@ -3,7 +3,7 @@ import dagster as dg
 import polars as pl
 
 from assets.keys import MODELS_POLICY_PPO, RAW_BARS, RAW_INDEX_BARS, REF_FOLDS
-from assets.regimes import md_table
+from assets._metadata import md_table
 from ml import metrics
 from ml.agents.checkpoint import save_checkpoint
 from ml.agents.ppo import evaluate_policy, train_ppo

@@ -3,7 +3,7 @@ import dagster as dg
 import polars as pl
 
 from assets.keys import FEATURES_DAILY, LABELS_FORWARD, MODELS_PRESCREEN, REF_FOLDS, REGIMES_VIX
-from assets.regimes import md_table
+from assets._metadata import md_table
 from ml.prescreen import evaluate_prescreen, save_models, train_prescreen
 from orchestration.partitions import folds_partitions
 from orchestration.resources import PrescreenResource, WarehouseResource

@@ -2,6 +2,7 @@
 import dagster as dg
 import polars as pl
 
+from assets._metadata import md_table
 from assets.keys import RAW_BARS, RAW_INDEX_BARS, REF_FOLDS, REF_SECTORS, REF_TRADING_CALENDAR, REGIMES_SECTOR_HMM, REGIMES_VIX
 from ml.regimes.hmm import (
     fit_sector_hmms,
@@ -18,15 +19,6 @@ from warehouse.folds import read_fold
 from warehouse.tables import write_fold_rows, write_replacing
 
 GROUP = "regimes"
-
-
-def md_table(frame: pl.DataFrame, digits: int = 4) -> str:
-    """A small Polars frame as a markdown table for Dagster metadata."""
-    def fmt(v):
-        return f"{v:.{digits}g}" if isinstance(v, float) else ("" if v is None else str(v))
-
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * frame.width]
-    return "\n".join(lines + ["| " + " | ".join(fmt(v) for v in r) + " |" for r in frame.iter_rows()])
 
 
 @dg.asset(key=REGIMES_VIX, deps=[RAW_INDEX_BARS, REF_TRADING_CALENDAR], group_name=GROUP, kinds={"duckdb"})

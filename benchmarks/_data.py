@@ -1,7 +1,7 @@
 """Private data helpers for feature tests and benchmarks (not part of the pipeline).
 
 * :func:`load_real_bars` / :func:`load_real_index_bars`: the shared real snapshot
-  (``$REGIMEFLOW_MARKET_DATA`` or ``<repo>/../shared/data/market``) in the canonical schemas,
+  (``$REGIMEFLOW_TEST_DATA_DIR`` or ``<repo>/../shared/data/market``), read by the CSV source,
   or ``None`` when it is absent. Data is read in place, never copied into the project.
 * :func:`synthetic_bars` / :func:`synthetic_index_bars`: seeded random-walk OHLCV and VIX-like
   index bars on a weekday calendar with a few "holidays" (VIX keeps CBOE-style holiday rows).

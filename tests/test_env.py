@@ -54,7 +54,6 @@ def test_hand_computed_three_days_both_faces():
     big = 1e3
     actions = [np.log([0.5, 0.3, 0.2]), np.array([-big, -big, 0.0]), np.array([0.0, -big, -big])]
     # hand computation
-    w1 = np.array([0.5, 0.3, 0.2])
     net1 = (0.5 * 0.01 + 0.3 * -0.02) - c * (0.5 + 0.3 + 0.8)  # -0.001 - 0.0008
     drift1 = np.array([0.505, 0.294, 0.2]) / 0.999
     net2 = 0.0 - c * (drift1[0] + drift1[1] + (1.0 - drift1[2]))  # all to cash: the +3% of day 2 is NOT earned

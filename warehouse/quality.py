@@ -237,7 +237,6 @@ def _schema_rules(prefix: str, schema: dict[str, pl.DataType]) -> list[_Rule]:
 
 
 def _bars_suite() -> list[_Rule]:
-    k = "ticker"
     return [
         *_schema_rules("bars", BARS_SCHEMA),
         _Rule("bars_ohlc_not_null", "error", "ticker, date, open, high, low, close, adj_close are never null",
