@@ -1,7 +1,6 @@
 """Synthetic market generator: schemas, determinism, OHLC sanity and the stylised facts it promises."""
 from __future__ import annotations
 
-import time
 from datetime import date
 
 import numpy as np
@@ -175,9 +174,3 @@ def test_qqq_beta_above_spy(market: MarketData) -> None:
     r = {t: np.diff(np.log(w[t].to_numpy())) for t in ("SPY", "QQQ", "XLU")}
     beta = {t: np.cov(r[t], r["SPY"])[0, 1] / r["SPY"].var() for t in ("QQQ", "XLU")}
     assert beta["QQQ"] > 1.1 and beta["XLU"] < 0.8
-
-
-def test_default_market_is_fast() -> None:
-    t0 = time.perf_counter()
-    generate_market(Universe(), seed=11)
-    assert time.perf_counter() - t0 < 2.0
