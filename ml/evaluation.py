@@ -1,0 +1,131 @@
+"""Out-of-sample evaluation of one fold: the policy and every baseline on the same days and costs.
+
+Timing: weights chosen at the close of t earn t→t+1 net of ``cost_rate`` × turnover (``ml.backtest``).
+The policy acts deterministically (softmax of its mean logits); its weights go through the same
+backtester as the baselines, so all strategies share dates, costs and arithmetic.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import polars as pl
+
+from ml import metrics
+from ml.agents.ppo import evaluate_policy
+from ml.backtest import BacktestResult, backtest
+from ml.backtest.baselines import BaselineConfig, run_baselines
+from ml.envs.market_panel import MarketPanel
+
+POLICY = "ppo"
+
+
+@dataclass(frozen=True)
+class FoldEvaluation:
+    """``daily``: strategy, date, net_return, gross_return, turnover, cost, equity (cost × 1);
+    ``allocations``: strategy, date (day earned), w_<asset>…, w_cash, vix (at the decision close);
+    ``metrics``: one row per strategy and cost multiplier (``metrics.metrics_table`` columns)."""
+
+    daily: pl.DataFrame
+    allocations: pl.DataFrame
+    metrics: pl.DataFrame
+
+
+def _daily_frame(name: str, res: BacktestResult) -> pl.DataFrame:
+    return pl.DataFrame({
+        "strategy": name,
+        "date": pl.Series(res.dates).cast(pl.Date),
+        "net_return": res.net_returns,
+        "gross_return": res.gross_returns,
+        "turnover": res.turnover,
+        "cost": res.costs,
+        "equity": res.equity,
+    })
+
+
+def _alloc_frame(name: str, res: BacktestResult, vix: np.ndarray) -> pl.DataFrame:
+    cols = {f"w_{a}": res.weights_held[:, j] for j, a in enumerate([*res.assets, "cash"])}
+    return pl.DataFrame({"strategy": name, "date": pl.Series(res.dates).cast(pl.Date), **cols, "vix": vix})
+
+
+def evaluate_window(
+    policy_weights: np.ndarray | None,
+    panel: MarketPanel,
+    start_idx: int,
+    end_idx: int,
+    cost_rate: float,
+    baseline_config: BaselineConfig | None = None,
+    cost_multipliers: Sequence[float] = (1.0, 2.0, 3.0),
+    risk_free: float = 0.0,
+    seed: int = 0,
+) -> FoldEvaluation:
+    """Backtest ``policy_weights`` (``[n, A+1]`` chosen at rows ``start_idx..end_idx-1``; None = baselines
+    only) and every baseline over the window, at each cost multiplier; metrics per strategy."""
+    vix_at_decision = panel.vix[start_idx:end_idx]
+    daily, allocs, tables = [], [], []
+    for mult in cost_multipliers:
+        cfg = (baseline_config or BaselineConfig()).model_copy(update={"cost_multiplier": mult})
+        results = dict(run_baselines(panel, start_idx, end_idx, cost_rate, cfg))
+        if policy_weights is not None:
+            results = {POLICY: backtest(policy_weights, panel, start_idx, end_idx, cost_rate, cost_multiplier=mult),
+                       **results}
+        first = next(iter(results.values()))
+        table = metrics.metrics_table(
+            {k: r.net_returns for k, r in results.items()}, first.dates,
+            {k: r.turnover for k, r in results.items()}, risk_free=risk_free, seed=seed,
+            start_date=panel.dates[start_idx].astype("datetime64[D]").astype(date),
+        )
+        tables.append(table.with_columns(pl.lit(float(mult)).alias("cost_multiplier")))
+        if mult == 1.0:
+            daily = [_daily_frame(k, r) for k, r in results.items()]
+            allocs = [_alloc_frame(k, r, vix_at_decision) for k, r in results.items()]
+    return FoldEvaluation(pl.concat(daily), pl.concat(allocs), pl.concat(tables))
+
+
+def evaluate_fold(policy, panel: MarketPanel, start_idx: int, end_idx: int, cost_rate: float,
+                  **kwargs) -> FoldEvaluation:
+    """Deterministic rollout of ``policy`` over the window, then :func:`evaluate_window`."""
+    rollout = evaluate_policy(policy, panel, start_idx, end_idx)
+    return evaluate_window(rollout.weights, panel, start_idx, end_idx, cost_rate, **kwargs)
+
+
+def stitch_walk_forward(daily: pl.DataFrame, fold_order: Sequence[str]) -> pl.DataFrame:
+    """Concatenate the test windows of ``fold_order`` (non-overlapping, in time order) per strategy into
+    one out-of-sample track: ``strategy, date, fold, net_return, gross_return, turnover, cost, equity,
+    drawdown`` with equity compounded across folds from 1.0."""
+    order = {k: i for i, k in enumerate(fold_order)}
+    track = (daily.filter(pl.col("fold").is_in(list(fold_order)))
+             .with_columns(pl.col("fold").replace_strict(order, return_dtype=pl.Int64).alias("_order"))
+             .sort("strategy", "_order", "date").drop("_order"))
+    dup = track.select(pl.struct("strategy", "date").is_duplicated().any()).item()
+    if dup:
+        raise ValueError("walk-forward folds overlap: a (strategy, date) appears twice")
+    equity = (1.0 + pl.col("net_return")).cum_prod().over("strategy")
+    return track.with_columns(equity.alias("equity")).with_columns(
+        (pl.col("equity") / pl.col("equity").cum_max().over("strategy").clip(lower_bound=1.0) - 1.0).alias("drawdown"))
+
+
+def stressed_returns(track: pl.DataFrame, multiplier: float) -> pl.DataFrame:
+    """Net returns at ``multiplier`` × costs: gross − multiplier × cost. Exact, because turnover does not
+    depend on costs (weights drift with gross returns, see ``ml.backtest.costs``)."""
+    return track.with_columns((pl.col("gross_return") - multiplier * pl.col("cost")).alias("net_return"))
+
+
+def walk_forward_metrics(track: pl.DataFrame, cost_multipliers: Sequence[float] = (1.0, 2.0, 3.0),
+                         risk_free: float = 0.0, seed: int = 0) -> pl.DataFrame:
+    """``metrics.metrics_table`` of the stitched track per strategy, at each cost multiplier."""
+    tables = []
+    names = track["strategy"].unique(maintain_order=True).to_list()
+    for mult in cost_multipliers:
+        t = stressed_returns(track, mult)
+        series = {s: t.filter(pl.col("strategy") == s) for s in names}
+        dates = series[names[0]]["date"].to_numpy()
+        if any(len(f) != len(dates) for f in series.values()):
+            raise ValueError("strategies of the walk-forward track do not share the same days")
+        table = metrics.metrics_table({s: f["net_return"].to_numpy() for s, f in series.items()}, dates,
+                                      {s: f["turnover"].to_numpy() for s, f in series.items()},
+                                      risk_free=risk_free, seed=seed)
+        tables.append(table.with_columns(pl.lit(float(mult)).alias("cost_multiplier")))
+    return pl.concat(tables)
