@@ -1,7 +1,8 @@
 """``regimeflow`` command line: ``regimeflow run`` executes the main pipeline and prints what was loaded.
 
-The main pipeline = job ``prepare`` (ingestion, features, VIX regimes, folds) followed by job ``fold``
-for every fold partition (sector HMMs, prescreen, policies, evaluation).
+The main pipeline = job ``prepare`` (ingestion, features, VIX regimes, folds), job ``fold`` for every
+fold partition (sector HMMs, prescreen, policies, evaluation), then job ``report`` (walk-forward track,
+HTML report, analyst views).
 
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default ``./.dagster_home``), the
 same one ``dagster dev`` uses when started with that DAGSTER_HOME, so CLI runs show up in the UI.
@@ -97,9 +98,19 @@ def cmd_run(args: argparse.Namespace) -> int:
             res = fold_job.execute_in_process(run_config=run_config, instance=instance, partition_key=key,
                                               raise_on_error=False)
             fold_results.append((key, res, time.perf_counter() - t0))
+    report = None
+    if fold_results and any(r.success for _, r, _ in fold_results):
+        print("--- walk-forward report ---", flush=True)
+        report = defs.resolve_job_def("report").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False)
     _print_summary(wh, result)
     _print_folds(fold_results)
-    return 0 if result.success and all(r.success for _, r, _ in fold_results) else 1
+    if report is not None:
+        path = WarehouseResource().report_dir() / "walk_forward.html"
+        print(f"walk-forward report: {'ok' if report.success else 'FAILED'}  {path if report.success else ''}")
+        print(f"fold reports:        {path.parent}/fold_<key>.html")
+    ok = result.success and all(r.success for _, r, _ in fold_results) and (report is None or report.success)
+    return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:

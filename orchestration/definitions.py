@@ -1,7 +1,7 @@
 """The code location: ``dagster dev`` loads ``defs`` from here (see workspace.yaml)."""
 import dagster as dg
 
-from assets import features, folds, ingestion, ingestion_checks, policies, prescreen, regimes
+from assets import evaluation, features, folds, ingestion, ingestion_checks, policies, prescreen, regimes
 from orchestration.jobs import build_jobs
 from orchestration.resources import (
     FeatureStoreResource,
@@ -12,7 +12,7 @@ from orchestration.resources import (
     WarehouseResource,
 )
 
-all_assets = dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies])
+all_assets = dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies, evaluation])
 
 defs = dg.Definitions(
     assets=all_assets,

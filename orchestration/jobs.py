@@ -4,7 +4,9 @@
 * ``fold``: the per-fold assets (sector HMMs, prescreen, policies, evaluation), one run per fold partition.
 * ``ingest``: ingestion only.
 
-``regimeflow run`` (the README's main job) runs ``prepare`` and then ``fold`` for every fold partition.
+* ``report``: the walk-forward track over all folds, its report and the analyst views.
+
+``regimeflow run`` (the README's main job) runs ``prepare``, ``fold`` for every fold partition, then ``report``.
 """
 import dagster as dg
 
@@ -24,12 +26,17 @@ ingest_job = dg.define_asset_job(
 
 def build_jobs(assets) -> list:
     fold_assets = _partitioned(assets)
+    after_folds = fold_assets.downstream() - fold_assets
     prepare = dg.define_asset_job(
-        "prepare", selection=dg.AssetSelection.all() - fold_assets,
+        "prepare", selection=dg.AssetSelection.all() - fold_assets.downstream(),
         description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks).",
     )
     fold = dg.define_asset_job(
         "fold", selection=fold_assets,
         description="Per-fold models and evaluation for one fold partition.",
     )
-    return [ingest_job, prepare, fold]
+    report = dg.define_asset_job(
+        "report", selection=after_folds,
+        description="Across folds: the stitched walk-forward track, its report and the analyst views.",
+    )
+    return [ingest_job, prepare, fold, report]

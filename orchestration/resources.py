@@ -34,9 +34,16 @@ class WarehouseResource(dg.ConfigurableResource):
     def get(self) -> Warehouse:
         return Warehouse(self.path, self.snapshot_path, self.lock_timeout_s, self.publish_snapshot)
 
+    reports_dir: Optional[str] = Field(default=None, description="HTML/PNG reports; default <warehouse dir>/reports.")
+
     def artifact_dir(self, fold: str) -> Path:
         root = Path(self.artifacts_dir) if self.artifacts_dir else self.get().path.parent / "artifacts"
         path = root / fold
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def report_dir(self) -> Path:
+        path = Path(self.reports_dir) if self.reports_dir else self.get().path.parent / "reports"
         path.mkdir(parents=True, exist_ok=True)
         return path
 

@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 import torch
 
-from assets import features, folds, ingestion, policies, prescreen, regimes
-from assets.keys import MODELS_POLICY_PPO, MODELS_PRESCREEN, REGIMES_SECTOR_HMM
+from assets import evaluation, features, folds, ingestion, policies, prescreen, regimes
+from assets.keys import EVAL_FOLD, EVAL_WALK_FORWARD, MODELS_POLICY_PPO, MODELS_PRESCREEN, REGIMES_SECTOR_HMM
 from ml.agents.checkpoint import load_checkpoint
 from orchestration.partitions import FOLDS
 from orchestration.resources import (
@@ -21,14 +21,14 @@ from warehouse.folds import read_fold
 from warehouse.tables import read_table
 
 UNPARTITIONED = dg.load_assets_from_modules([ingestion, features, folds, regimes])
-PER_FOLD = dg.load_assets_from_modules([regimes, prescreen, policies])
+PER_FOLD = dg.load_assets_from_modules([regimes, prescreen, policies, evaluation])
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("folds")
     resources = {
-        "warehouse": WarehouseResource(path=str(tmp / "wh.duckdb")),
+        "warehouse": WarehouseResource(path=str(tmp / "wh.duckdb"), reports_dir=str(tmp / "reports")),
         "market": MarketDataResource(source="synthetic", history_start="2008-01-01", history_end="2014-12-31",
                                      include_stocks=False),
         "features": FeatureStoreResource(lookahead_cutoffs=2),
@@ -42,7 +42,7 @@ def pipeline(tmp_path_factory):
     assert prep.success
     keys = instance.get_dynamic_partitions(FOLDS)
     results = {k: dg.materialize(PER_FOLD, resources=resources, instance=instance, partition_key=k,
-                                 selection=[REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO])
+                                 selection=[REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, EVAL_FOLD])
                for k in ("2013", "2014")}
     return resources, instance, keys, results
 
@@ -93,3 +93,34 @@ def test_rematerializing_a_fold_replaces_its_rows(pipeline):
     assert read_table(wh, "regimes.sector_hmm").height == before
     assert read_table(wh, "regimes.sector_hmm").select(
         pl.struct("fold", "sector", "date").is_duplicated().any()).item() is False
+
+
+@pytest.mark.slow
+def test_evaluation_walk_forward_report_and_views(pipeline, tmp_path):
+    import duckdb
+
+    resources, instance, _, _ = pipeline
+    wh = resources["warehouse"].get()
+    m = read_table(wh, "eval.fold_metrics", "WHERE fold = '2014' AND cost_multiplier = 1.0")
+    assert {"ppo", "spy_buy_hold", "equal_weight", "sixty_forty", "vix_rule", "vix_switch"} == set(m["strategy"])
+    wf = dg.materialize(PER_FOLD, resources=resources, instance=instance, selection=[EVAL_WALK_FORWARD])
+    assert wf.success
+    meta = wf.asset_materializations_for_node("eval__walk_forward")[0].metadata
+    assert meta["folds"].value == ["2013", "2014"] and meta["missing_folds"].value == ["2012"]
+    html = open(meta["report"].value).read()
+    assert "SYNTHETIC DATA" in html and "data:image/png;base64" in html and "https://" not in html
+    track = read_table(wh, "eval.walk_forward_daily")
+    ppo = track.filter(pl.col("strategy") == "ppo")
+    assert ppo["date"].is_sorted() and ppo["date"].min().year == 2013 and ppo["date"].max().year == 2014
+    con = duckdb.connect(str(wh.snapshot_path), read_only=True)  # what analysts open
+    try:
+        perf = con.execute("SELECT fold, strategy, sharpe, risk_free FROM analytics.fold_performance").fetchall()
+        assert {r[0] for r in perf} == {"2013", "2014"} and all(r[3] == 0.0 for r in perf)
+        buckets = con.execute("SELECT vix_bucket, sum(days) FROM analytics.allocations_by_regime "
+                              "WHERE strategy = 'ppo' GROUP BY ALL").fetchall()
+        assert sum(n for _, n in buckets) == ppo.height
+        latest = con.execute("SELECT fold, strategy, date FROM analytics.latest_allocation").fetchall()
+        assert {r[0] for r in latest} == {"2014"} and len(latest) == 6
+        assert con.execute("SELECT count(*) FROM analytics.walk_forward_daily").fetchall()[0][0] == track.height
+    finally:
+        con.close()

@@ -300,3 +300,12 @@ def test_clustering(method):
         assert set(assign(fit_clusters(train, k, method), test)) <= set(range(k))
     with pytest.raises(ValueError):
         fit_clusters(train, 3, "dbscan")
+
+
+def test_vix_buckets_vectorised_edges():
+    import numpy as np
+
+    from ml.regimes.vix import vix_buckets
+
+    assert vix_buckets(np.array([14.99, 15.0, 20.0, 25.0, 35.0, np.nan])) == [
+        "calm", "normal", "elevated", "stress", "panic", None]

@@ -75,6 +75,12 @@ def vix_bucket(vix: float, config: VixRegimeConfig | None = None) -> str:
     return _label(np.array([vix], dtype=float), cfg.bucket_edges, BUCKETS)[0]
 
 
+def vix_buckets(values: np.ndarray | Sequence[float], config: VixRegimeConfig | None = None) -> list[str | None]:
+    """5-bucket reporting labels of many VIX levels ([a, b) intervals; None where not finite)."""
+    cfg = config or VixRegimeConfig()
+    return _label(np.asarray(values, dtype=float), cfg.bucket_edges, BUCKETS)
+
+
 def vix_regimes(
     index_bars: pl.DataFrame,
     calendar: pl.Series | pl.DataFrame | Sequence[date] | np.ndarray | None = None,
