@@ -1,0 +1,110 @@
+"""Reproduce the seed experiment: fold ``seed-2008-2019`` (train 2008–2019, test 2020–2025) on SPY, QQQ,
+TLT, GLD + cash, VIX-shaped reward, 5 bps costs, over several seeds; prints the scorecard (mean and spread
+over seeds) next to the baselines and the published reference numbers.
+
+Usage: python benchmarks/seed_experiment.py [--data DIR] [--seeds 0 1 2 3 4] [--total-steps N] [--json out.json]
+Same code path as the pipeline: ``ml.folds.seed_fold`` (with the label-horizon embargo), ``train_ppo``,
+``ml.evaluation.evaluate_fold`` (policy and baselines through one backtester).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._data import market_dir  # noqa: E402
+from ml.agents.ppo import PPOConfig, evaluate_policy, train_ppo  # noqa: E402
+from ml.data.csv_source import CsvMarketSource  # noqa: E402
+from ml.data.universe import ALLOCATION_ASSETS, Universe  # noqa: E402
+from ml.envs.market_panel import build_panel  # noqa: E402
+from ml.envs.portfolio import EnvConfig  # noqa: E402
+from ml.evaluation import evaluate_window  # noqa: E402
+from ml.features import FEATURE_SPECS  # noqa: E402
+from ml.folds import first_usable_date, seed_fold  # noqa: E402
+from ml.labels import MAX_LABEL_HORIZON  # noqa: E402
+from ml.reports.analysis import equity_vix_correlation  # noqa: E402
+
+#: Published reference numbers of the seed experiment on this data (test 2020–2025).
+REFERENCE = {
+    "spy_buy_hold": {"total_return": 1.31, "cagr": 0.150, "ann_vol": 0.207, "max_drawdown": -0.337},
+    "equal_weight": {"total_return": 1.10, "cagr": 0.132, "ann_vol": 0.132, "sharpe_cagr_vol": 1.00,
+                     "max_drawdown": -0.252},
+    "published agent": {"total_return": 0.790, "cagr": 0.102, "ann_vol": 0.128, "sharpe": 0.83,
+                        "max_drawdown": -0.244, "corr_equity_vix": -0.67},
+}
+COLUMNS = ["total_return", "cagr", "ann_vol", "sharpe", "sharpe_cagr_vol", "max_drawdown", "corr_equity_vix"]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=market_dir())
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--total-steps", type=int, default=None, help="PPO env steps (default: PPOConfig default)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    if args.data is None:
+        sys.exit("no real snapshot found: pass --data DIR")
+
+    market = CsvMarketSource(args.data).load(Universe(include_stocks=False, sector_etfs=[]), on_progress=lambda _: None)
+    calendar = market.bars.filter(pl.col("ticker") == "SPY")["date"]
+    fold = seed_fold(calendar, first_usable_date(calendar, max(s.warmup for s in FEATURE_SPECS)), MAX_LABEL_HORIZON)
+    panel = build_panel(market.bars, market.index_bars, ALLOCATION_ASSETS, end=fold.test_end)
+    lo, hi = panel.index_range(fold.train_start, fold.train_end)
+    tlo, thi = panel.index_range(fold.test_start, fold.test_end)
+    env_cfg = EnvConfig()
+    print(f"fold {fold.key}: train {fold.train_start}..{fold.train_end}, test {fold.test_start}..{fold.test_end}, "
+          f"reward {env_cfg.reward}, costs {env_cfg.cost_rate * 1e4:g} bps", flush=True)
+
+    rows, baselines, timings = [], None, []
+    for seed in args.seeds:
+        kw = {"seed": seed, **({"total_steps": args.total_steps} if args.total_steps else {})}
+        t0 = time.perf_counter()
+        result = train_ppo(panel, lo, hi, env_cfg, PPOConfig(**kw))
+        timings.append(time.perf_counter() - t0)
+        rollout = evaluate_policy(result.policy, panel, tlo, thi)
+        ev = evaluate_window(rollout.weights, panel, tlo, thi, env_cfg.cost_rate, cost_multipliers=(1.0,))
+        table = ev.metrics.with_columns((pl.col("cagr") / pl.col("ann_vol")).alias("sharpe_cagr_vol"))
+        corr = {s: equity_vix_correlation(ev.allocations, pl.DataFrame({"date": pl.Series(panel.dates).cast(pl.Date),
+                                                                         "vix": panel.vix}), s)
+                for s in table["strategy"]}
+        table = table.with_columns(pl.col("strategy").replace_strict(corr, return_dtype=pl.Float64)
+                                   .alias("corr_equity_vix"))
+        ppo = table.filter(pl.col("strategy") == "ppo").select(COLUMNS).row(0, named=True)
+        rows.append({"seed": seed, **ppo})
+        baselines = table.filter(pl.col("strategy") != "ppo").select("strategy", *COLUMNS)
+        print(f"seed {seed}: " + ", ".join(f"{k} {v:+.3f}" for k, v in ppo.items()) + f"  ({timings[-1]:.0f} s)",
+              flush=True)
+
+    per_seed = pl.DataFrame(rows)
+    summary = per_seed.select([pl.col(c).mean().alias(f"{c}_mean") for c in COLUMNS]
+                              + [pl.col(c).std().alias(f"{c}_std") for c in COLUMNS]
+                              + [pl.col(c).min().alias(f"{c}_min") for c in COLUMNS]
+                              + [pl.col(c).max().alias(f"{c}_max") for c in COLUMNS])
+    print("\nPPO over seeds (mean ± std [min, max]):")
+    s = {k: (float("nan") if v is None else v) for k, v in summary.row(0, named=True).items()}
+    for c in COLUMNS:
+        print(f"  {c:<16} {s[c + '_mean']:+.3f} ± {s[c + '_std']:.3f}  [{s[c + '_min']:+.3f}, {s[c + '_max']:+.3f}]")
+    print("\nbaselines (same days, same costs):")
+    print(baselines)
+    print("\npublished reference:")
+    for name, ref in REFERENCE.items():
+        print(f"  {name:<16} " + ", ".join(f"{k} {v:+.3f}" for k, v in ref.items()))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\ntraining wall time per seed: {np.mean(timings):.0f} s (peak RSS {rss:,.0f} MB)")
+    out = {"fold": fold.to_dict(), "per_seed": rows, "baselines": baselines.to_dicts(), "reference": REFERENCE,
+           "train_seconds": timings}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1, default=str))
+    return out
+
+
+if __name__ == "__main__":
+    main()
