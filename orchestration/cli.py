@@ -30,7 +30,9 @@ def _print_summary(wh, result) -> None:
     from warehouse import ingest as wi
 
     print("\n" + "=" * 72)
-    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'}")
+    from orchestration.profiles import profile_name
+
+    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} (profile {profile_name()})")
     print(f"warehouse (pipeline): {wh.path}")
     print(f"analyst snapshot:     {wh.snapshot_path}   (duckdb -readonly {wh.snapshot_path})")
     if not wh.path.exists():
@@ -68,6 +70,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["REGIMEFLOW_SOURCE"] = args.source
     if args.data_dir:
         os.environ["REGIMEFLOW_DATA_DIR"] = args.data_dir
+    if args.profile:
+        os.environ["REGIMEFLOW_PROFILE"] = args.profile
     import time
 
     from orchestration.definitions import defs
@@ -122,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--source", choices=["auto", "csv", "yahoo", "synthetic"], help="override REGIMEFLOW_SOURCE")
     run.add_argument("--data-dir", help="CSV snapshot directory (overrides REGIMEFLOW_DATA_DIR)")
     run.add_argument("--fresh", action="store_true", help="delete the warehouse first")
+    run.add_argument("--profile", choices=["default", "large"], help="training profile (REGIMEFLOW_PROFILE)")
     run.add_argument("--log-level", default="INFO", help="console log level (DEBUG shows every Dagster event)")
     run.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)

@@ -3,6 +3,7 @@ import dagster as dg
 
 from assets import evaluation, features, folds, ingestion, ingestion_checks, policies, prescreen, regimes
 from orchestration.jobs import build_jobs
+from orchestration.profiles import profile_settings
 from orchestration.resources import (
     FeatureStoreResource,
     PolicyResource,
@@ -22,8 +23,8 @@ defs = dg.Definitions(
         "warehouse": WarehouseResource(),
         "market": MarketDataResource(),
         "features": FeatureStoreResource(),
-        "regimes": RegimeResource(),
-        "prescreen": PrescreenResource(),
-        "policy": PolicyResource(),
+        "regimes": RegimeResource(**profile_settings("regimes")),
+        "prescreen": PrescreenResource(**profile_settings("prescreen")),
+        "policy": PolicyResource(**profile_settings("policy")),
     },
 )

@@ -152,7 +152,8 @@ class PolicyResource(dg.ConfigurableResource):
     reward: str = Field(default="vix_shaped", description="vix_shaped | vol_penalty | differential_sharpe | net")
     cost_bps: float = Field(default=5.0, description="Transaction cost on turnover, basis points.")
     episode_length: int = Field(default=1024, description="Trading days per training episode.")
-    total_steps: int = Field(default=2_000_000, description="Environment steps (transitions) per fold.")
+    total_steps: int = Field(default=1_000_000, description="Environment steps (transitions) per fold "
+                             "(default profile; the large profile uses 4M).")
     num_envs: int = Field(default=128, description="Environments stepped at once (batched torch env).")
     seed: int = 0
     device: str = Field(default="auto", description="auto (CUDA when available, else CPU) | cpu | cuda")
