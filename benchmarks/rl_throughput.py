@@ -201,8 +201,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads for (a) and (c)")
     ap.add_argument("--ppo-iterations", type=int, default=6)
     ap.add_argument(
-        "--ppo-threads", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2],
-        help="thread counts for (b), comma-separated; the first is the default config's and is used for the ratio",
+        "--ppo-threads", type=lambda v: [None if x == "default" else int(x) for x in v.split(",")],
+        default=[None, 1],
+        help="thread settings for (b), comma-separated ('default' = the config's own); the first gives the ratio",
     )
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--json", type=Path, default=None)
@@ -232,11 +233,13 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"(a) batched env, random logits, E={e:5d}: {sps:>14,.0f} steps/s", flush=True)
 
     out["ppo_batched"] = {}
-    for threads in args.ppo_threads:
+    for threads in args.ppo_threads:  # None = the default config's own thread settings
         cfg = PPOConfig(device=str(device))
-        cfg = cfg.model_copy(
-            update={"total_steps": cfg.batch_size * args.ppo_iterations, "num_threads": threads, "rollout_threads": threads}
-        )
+        update = {"total_steps": cfg.batch_size * args.ppo_iterations}
+        if threads is not None:
+            update.update(num_threads=threads, rollout_threads=threads)
+        cfg = cfg.model_copy(update=update)
+        threads = "default" if threads is None else threads
         t0 = time.perf_counter()
         res = train_ppo(panel, lo, hi, EnvConfig(), cfg)
         wall = time.perf_counter() - t0
@@ -255,12 +258,14 @@ def main(argv: list[str] | None = None) -> dict:
         out["ppo_batched"][str(threads)] = ppo
         print(
             f"(b) PPO end-to-end, default config ({cfg.num_envs} envs x {cfg.num_steps} steps, "
-            f"{cfg.update_epochs} epochs x {cfg.num_minibatches} minibatches), {threads} thread(s): "
+            f"{cfg.update_epochs} epochs x {cfg.num_minibatches} minibatches), threads {threads} "
+            f"(update {cfg.num_threads}, rollout {cfg.rollout_threads}): "
             f"{ppo['env_steps_per_s_steady']:,.0f} env-steps/s steady ({ppo['env_steps_per_s_overall']:,.0f} incl. "
             f"setup), rollout alone {ppo['rollout_steps_per_s']:,.0f}/s, update {ppo['update_share']:.0%} of the time",
             flush=True,
         )
-    ppo = out["ppo_batched"][str(args.ppo_threads[0])]
+    first = args.ppo_threads[0]
+    ppo = out["ppo_batched"]["default" if first is None else str(first)]
 
     if not args.skip_naive:
         naive = naive_ppo_iteration(panel, lo, hi, PPOConfig(device=str(device)), device)

@@ -154,7 +154,7 @@ class PolicyResource(dg.ConfigurableResource):
     episode_length: int = Field(default=1024, description="Trading days per training episode.")
     total_steps: int = Field(default=1_000_000, description="Environment steps (transitions) per fold "
                              "(default profile; the large profile uses 4M).")
-    num_envs: int = Field(default=128, description="Environments stepped at once (batched torch env).")
+    num_envs: int = Field(default=512, description="Environments stepped at once (batched torch env).")
     seed: int = 0
     device: str = Field(default="auto", description="auto (CUDA when available, else CPU) | cpu | cuda")
 

@@ -61,20 +61,21 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 class PPOConfig(BaseModel):
     """PPO hyper-parameters (CleanRL names). Defaults are sized for one fold (2008-2019, ~3,000 training
-    days) on 2 CPU cores: 128 envs x 256 steps = 32,768 transitions per iteration, 61 iterations (2.0M env
+    days) on 2 CPU cores: 512 envs x 64 steps = 32,768 transitions per iteration, 61 iterations (2.0M env
     steps, i.e. each training day is visited ~650 times from different portfolio states), 2 epochs x 8
     minibatches of 4,096 (16 gradient steps per iteration). The environment is a cheap replay of history,
     so fresh transitions are cheaper than extra epochs over old ones: on the seed fold 2 epochs trained
-    ~1.7x faster than 4 epochs x 4 minibatches and generalised better to the test window (see
-    ``benchmarks/seed_fold_ppo.py``; measured throughput in ``benchmarks/rl_throughput.py``).
-    ``num_threads=1``: on a shared 2-core machine intra-op threading of these small tensors was 10-100x
-    slower under CPU contention; raise it on an idle machine. ``device="auto"`` picks CUDA when present."""
+    ~1.7x faster than 4 epochs x 4 minibatches and generalised better to the test window. 512 envs x 64
+    steps (rather than 128 x 256) amortise the per-step Python overhead of the rollout over 4x more envs:
+    ~53k vs ~41k env-steps/s end to end on an idle 2-core CPU (``benchmarks/rl_throughput.py``); GAE still
+    bootstraps from the value at the rollout end. ``num_threads=2`` for the update (compute-bound matmuls);
+    set 1 on a machine shared with other CPU-heavy work. ``device="auto"`` picks CUDA when present."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     total_steps: int = Field(default=2_000_000, ge=1, description="environment steps (transitions) in total")
-    num_envs: int = Field(default=128, ge=1)
-    num_steps: int = Field(default=256, ge=1, description="steps per env per rollout")
+    num_envs: int = Field(default=512, ge=1)
+    num_steps: int = Field(default=64, ge=1, description="steps per env per rollout")
     num_minibatches: int = Field(default=8, ge=1)
     update_epochs: int = Field(default=2, ge=1)
     learning_rate: float = Field(default=3e-4, gt=0.0)
@@ -97,7 +98,8 @@ class PPOConfig(BaseModel):
     seed: int = 0
     device: str = Field(default="auto", description='"auto" (CUDA when available, else CPU), "cpu", "cuda", "cuda:1"...')
     num_threads: int | None = Field(
-        default=1, ge=1, description="torch CPU threads for the update (None = leave); >1 only on an idle machine"
+        default=2, ge=1, description="torch CPU threads for the update (None = leave torch's default); use 1 on a "
+        "machine shared with other CPU-heavy work"
     )
     rollout_threads: int | None = Field(
         default=1, ge=1, description="torch CPU threads during rollouts (small ops: 1 avoids threading overhead)"
