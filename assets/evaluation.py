@@ -53,7 +53,7 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
     wh = warehouse.get()
     fold = read_fold(wh, context.partition_key)
     ppo = load_fold_policy(wh, fold.key)
-    bars = wi.read_bars(wh).filter(pl.col("ticker").is_in(list(ALLOCATION_ASSETS)))
+    bars = wi.read_bars(wh, list(ALLOCATION_ASSETS))
     panel = build_panel(bars, wi.read_index_bars(wh), ALLOCATION_ASSETS, end=fold.test_end)
     lo, hi = panel.index_range(fold.test_start, fold.test_end)
     cost_rate = policy.cost_bps / 1e4

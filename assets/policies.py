@@ -27,7 +27,7 @@ def policy_ppo(context: dg.AssetExecutionContext, policy: PolicyResource, wareho
     checkpoint under the artifacts folder, training curve in ``models.ppo_training``."""
     wh = warehouse.get()
     fold = read_fold(wh, context.partition_key)
-    bars = wi.read_bars(wh).filter(pl.col("ticker").is_in(list(ALLOCATION_ASSETS)))
+    bars = wi.read_bars(wh, list(ALLOCATION_ASSETS))
     panel = build_panel(bars, wi.read_index_bars(wh), ALLOCATION_ASSETS, end=fold.test_end)
     lo, hi = panel.index_range(fold.train_start, fold.train_end)
     env_cfg, ppo_cfg = policy.env_config(), policy.ppo_config()

@@ -113,3 +113,16 @@ def test_snapshot_is_published_after_write(warehouse, small_market):
             con.execute("DELETE FROM raw.bars")  # read-only
     finally:
         con.close()
+
+
+def test_write_many_is_all_or_nothing(warehouse):
+    from warehouse.tables import fold_write, read_table, write_many
+
+    a = pl.DataFrame({"strategy": ["x"], "value": [1.0]})
+    write_many(warehouse, [fold_write("eval.t1", a, "f1", ["strategy"]), fold_write("eval.t2", a, "f1", ["strategy"])])
+    dup = pl.DataFrame({"strategy": ["y", "y"], "value": [2.0, 3.0]})  # violates the primary key
+    with pytest.raises(Exception):
+        write_many(warehouse, [fold_write("eval.t1", a.with_columns(pl.lit(9.0).alias("value")), "f1", ["strategy"]),
+                               fold_write("eval.t2", dup, "f1", ["strategy"])])
+    assert read_table(warehouse, "eval.t1")["value"].to_list() == [1.0]
+    assert read_table(warehouse, "eval.t2")["strategy"].to_list() == ["x"]

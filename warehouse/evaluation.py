@@ -6,7 +6,7 @@ from importlib import resources
 import polars as pl
 
 from warehouse.db import Warehouse
-from warehouse.tables import write_fold_rows, write_replacing
+from warehouse.tables import fold_write, write_many
 
 DAILY = "eval.daily_returns"
 ALLOCATIONS = "eval.allocations"
@@ -17,20 +17,25 @@ WF_METRICS = "eval.walk_forward_metrics"
 
 def write_fold_evaluation(wh: Warehouse, fold: str, daily: pl.DataFrame, allocations: pl.DataFrame,
                           metrics: pl.DataFrame) -> None:
-    """Replace one fold's rows in the three per-fold evaluation tables."""
-    write_fold_rows(wh, DAILY, daily, fold, ["strategy", "date"],
-                    "Test-window daily returns per fold and strategy (earned close t-1 → close t, net of costs).")
-    write_fold_rows(wh, ALLOCATIONS, allocations, fold, ["strategy", "date"],
-                    "Weights held on each earned day (decided at the previous close) and the VIX at that close.")
-    write_fold_rows(wh, FOLD_METRICS, metrics, fold, ["strategy", "cost_multiplier"],
-                    "Test-window metrics per fold, strategy and cost multiplier (risk_free column states the rate).")
+    """Replace one fold's rows in the three per-fold evaluation tables, together (one transaction)."""
+    write_many(wh, [
+        fold_write(DAILY, daily, fold, ["strategy", "date"],
+                   "Test-window daily returns per fold and strategy (earned close t-1 → close t, net of costs)."),
+        fold_write(ALLOCATIONS, allocations, fold, ["strategy", "date"],
+                   "Weights held on each earned day (decided at the previous close) and the VIX at that close."),
+        fold_write(FOLD_METRICS, metrics, fold, ["strategy", "cost_multiplier"],
+                   "Test-window metrics per fold, strategy and cost multiplier (risk_free column states the rate)."),
+    ])
 
 
 def write_walk_forward(wh: Warehouse, daily: pl.DataFrame, metrics: pl.DataFrame) -> None:
-    write_replacing(wh, WF_DAILY, daily, ["strategy", "date"],
-                    "Stitched out-of-sample track of the default yearly folds, per strategy and day.")
-    write_replacing(wh, WF_METRICS, metrics, ["strategy", "cost_multiplier"],
-                    "Walk-forward track metrics per strategy and cost multiplier.")
+    """The stitched track and its metrics (one transaction), then the analyst views."""
+    write_many(wh, [
+        (WF_DAILY, daily, ["strategy", "date"],
+         "Stitched out-of-sample track of the default yearly folds, per strategy and day.", "", None),
+        (WF_METRICS, metrics, ["strategy", "cost_multiplier"],
+         "Walk-forward track metrics per strategy and cost multiplier.", "", None),
+    ])
     publish_views(wh)
 
 

@@ -129,9 +129,12 @@ def index_summary(wh: Warehouse) -> pl.DataFrame:
                FROM raw.index_bars GROUP BY symbol ORDER BY symbol""")
 
 
-def read_bars(wh: Warehouse) -> pl.DataFrame:
+def read_bars(wh: Warehouse, tickers: list[str] | None = None) -> pl.DataFrame:
+    """Canonical bars sorted by ticker, date; only ``tickers`` when given."""
+    where, params = ("WHERE ticker IN (SELECT unnest(?))", [list(tickers)]) if tickers is not None else ("", None)
     with wh.read() as con:
-        return query_pl(con, "SELECT ticker, date, open, high, low, close, adj_close, volume FROM raw.bars ORDER BY ticker, date")
+        return query_pl(con, "SELECT ticker, date, open, high, low, close, adj_close, volume FROM raw.bars "
+                        f"{where} ORDER BY ticker, date", params)
 
 
 def read_index_bars(wh: Warehouse) -> pl.DataFrame:

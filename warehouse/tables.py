@@ -60,29 +60,52 @@ def read_table(wh: Warehouse, table: str, where: str = "", params: list | None =
         return query_pl(con, f"SELECT {cols} FROM {table} {where}", params)
 
 
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, keys: list[str],
+                 comment: str | None = None, where: str = "", params: list | None = None) -> int:
+    """Inside the caller's write session and transaction: delete the rows matching ``where`` (all when
+    empty) and insert ``frame``. The table must exist (:func:`ensure_table`); ``keys``/``comment`` are
+    accepted so a :func:`write_many` entry can be passed through unchanged."""
+    con.execute(f"DELETE FROM {table} {'WHERE ' + where if where else ''}", params or [])
+    if frame.height:
+        con.register("_replace_view", frame.to_arrow())
+        try:
+            cols = ", ".join(_q(c) for c in frame.columns)
+            con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _replace_view")
+        finally:
+            con.unregister("_replace_view")
+    return frame.height
+
+
 def write_replacing(wh: Warehouse, table: str, frame: pl.DataFrame, keys: list[str], comment: str | None = None,
                     where: str = "", params: list | None = None) -> int:
     """Replace the rows of ``table`` matching ``where`` (all rows when empty) with ``frame``, in one
     transaction: the write for one fold partition (``where="fold = ?"``) or a derived table."""
+    return write_many(wh, [(table, frame, keys, comment, where, params)])
+
+
+def write_many(wh: Warehouse, writes: list[tuple]) -> int:
+    """Several :func:`replace_rows` writes ``(table, frame, keys, comment, where, params)`` in ONE write
+    session and ONE transaction: all land together or none does (and one snapshot publish)."""
     with wh.write() as con:
-        ensure_table(con, table, dict(frame.schema), keys, comment)
+        for table, frame, keys, comment, *_ in writes:
+            ensure_table(con, table, dict(frame.schema), keys, comment)  # DDL outside the transaction
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(f"DELETE FROM {table} {'WHERE ' + where if where else ''}", params or [])
-            if frame.height:
-                con.register("_replace_view", frame.to_arrow())
-                cols = ", ".join(_q(c) for c in frame.columns)
-                con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM _replace_view")
-                con.unregister("_replace_view")
+            n = sum(replace_rows(con, *w) for w in writes)
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
             raise
-    return frame.height
+    return n
+
+
+def fold_write(table: str, frame: pl.DataFrame, fold: str, keys: list[str], comment: str | None = None) -> tuple:
+    """The :func:`write_many` entry replacing one fold's rows (``frame`` without a ``fold`` column)."""
+    out = frame.select(pl.lit(fold).alias("fold"), pl.all())
+    return (table, out, ["fold", *keys], comment, "fold = ?", [fold])
 
 
 def write_fold_rows(wh: Warehouse, table: str, frame: pl.DataFrame, fold: str, keys: list[str],
                     comment: str | None = None) -> int:
     """Idempotent per-fold write: ``frame`` (without a ``fold`` column) replaces that fold's rows."""
-    out = frame.select(pl.lit(fold).alias("fold"), pl.all())
-    return write_replacing(wh, table, out, ["fold", *keys], comment, "fold = ?", [fold])
+    return write_many(wh, [fold_write(table, frame, fold, keys, comment)])
