@@ -74,6 +74,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["REGIMEFLOW_PROFILE"] = args.profile
     import time
 
+    import dagster as dg
+
     from orchestration.definitions import defs
     from orchestration.partitions import FOLDS
     from orchestration.resources import WarehouseResource
@@ -88,7 +90,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = defs.resolve_job_def(args.job).execute_in_process(
         run_config=run_config, instance=instance, raise_on_error=False)
     fold_results = []
-    if result.success and args.job == "prepare" and args.folds != "none":
+    blocked = [e for e in result.get_asset_check_evaluations()
+               if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    for e in blocked:
+        print(f"blocking check failed: {e.asset_key.to_user_string()}:{e.check_name}; per-fold runs skipped",
+              file=sys.stderr)
+    if result.success and not blocked and args.job == "prepare" and args.folds != "none":
         known = instance.get_dynamic_partitions(FOLDS)
         wanted = known if args.folds == "all" else [k for k in args.folds.split(",") if k]
         unknown = sorted(set(wanted) - set(known))
@@ -113,7 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = WarehouseResource().report_dir() / "walk_forward.html"
         print(f"walk-forward report: {'ok' if report.success else 'FAILED'}  {path if report.success else ''}")
         print(f"fold reports:        {path.parent}/fold_<key>.html")
-    ok = result.success and all(r.success for _, r, _ in fold_results) and (report is None or report.success)
+    ok = (result.success and not blocked and all(r.success for _, r, _ in fold_results)
+          and (report is None or report.success))
     return 0 if ok else 1
 
 
