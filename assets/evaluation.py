@@ -1,4 +1,6 @@
 """Group ``evaluation``: per-fold out-of-sample backtests vs baselines, and the stitched walk-forward track."""
+from datetime import timedelta
+
 import dagster as dg
 import polars as pl
 
@@ -35,6 +37,11 @@ SHOWN = ["strategy", "total_return", "cagr", "ann_vol", "sharpe", "sharpe_ci_low
          "max_drawdown", "calmar", "avg_turnover"]
 
 
+def _vix_window(wh, start, end) -> pl.DataFrame:
+    """``regimes.vix`` over [start − 10 days, end]: the decision closes of the window (and a margin)."""
+    return read_table(wh, "regimes.vix", "WHERE date BETWEEN ? AND ?", [start - timedelta(days=10), end])
+
+
 def load_fold_policy(wh, fold_key: str):
     """The PPO checkpoint this fold's policy asset recorded in models.artifacts, after checking its SHA-256."""
     rec = artifact(wh, fold_key, "policy_ppo")
@@ -67,7 +74,7 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
     ctx = ReportContext(
         source=warehouse_source(wh), code_version=code_version(), folds=[fold], cost_bps=policy.cost_bps,
         seeds=policy.seed, metrics=base, daily=ev.daily, allocations=allocations,
-        vix=read_table(wh, "regimes.vix"), cost_stress=cost_stress(stress),
+        vix=_vix_window(wh, fold.test_start, fold.test_end), cost_stress=cost_stress(stress),
     ).with_derived()
     path = write_report(warehouse.report_dir() / f"fold_{fold.key}.html",
                         render_report(f"regimeflow — fold {fold.key} (test {fold.test_start} … {fold.test_end})", ctx))
@@ -118,7 +125,8 @@ def walk_forward(context: dg.AssetExecutionContext, policy: PolicyResource, regi
         source=warehouse_source(wh), code_version=code_version(),
         folds=[Fold.from_dict(r) for r in folds.filter(pl.col("key").is_in(keys)).sort("test_start").iter_rows(named=True)],
         cost_bps=policy.cost_bps, seeds=policy.seed, metrics=base, daily=track, allocations=allocations,
-        vix=read_table(wh, "regimes.vix"), per_fold=per_fold, cost_stress=cost_stress(stress),
+        vix=_vix_window(wh, track["date"].min(), track["date"].max()), per_fold=per_fold,
+        cost_stress=cost_stress(stress),
     ).with_derived()
     out = warehouse.report_dir()
     path = write_report(out / "walk_forward.html", render_report(
