@@ -17,6 +17,10 @@ all_assets = dg.load_assets_from_modules([ingestion, features, folds, regimes, p
 
 defs = dg.Definitions(
     assets=all_assets,
+    # Steps run one after another inside each run: every heavy step (PPO's 2 update threads, the
+    # prescreen's 2 worker processes) already uses both cores of a 2-core machine, and oversubscribed
+    # torch threads slow down by 10x. Parallelism across folds comes from launching several fold runs.
+    executor=dg.in_process_executor,
     asset_checks=dg.load_asset_checks_from_modules([ingestion_checks, features]),
     jobs=build_jobs(all_assets),
     resources={
