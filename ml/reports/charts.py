@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from matplotlib.backends.backend_agg import (
 from matplotlib.figure import Figure
 
 from ml.reports.analysis import EQUITY_ASSETS, equity_curves, weight_columns
+from ml.reports.files import atomic_write
 
 __all__ = [
     "ASSET_COLORS",
@@ -101,20 +101,7 @@ def is_png(data: bytes) -> bool:
 
 def save_chart(path: str | os.PathLike[str], png: bytes) -> Path:
     """Write PNG bytes to ``path`` atomically (temp file + rename); parent folders are created."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(png)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are for people to read
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write(path, png)
 
 
 # --------------------------------------------------------------------------------------------- helpers

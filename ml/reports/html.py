@@ -21,7 +21,6 @@ import dataclasses
 import html as _html
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -31,6 +30,7 @@ from typing import Any
 import polars as pl
 
 from ml.regimes.vix import VixRegimeConfig
+from ml.reports.files import atomic_write
 
 __all__ = [
     "SECTION_TITLES",
@@ -768,26 +768,11 @@ def render_report(title: str, context: ReportContext) -> str:
 # ----------------------------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are for people to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(path: str | os.PathLike[str], html: str) -> Path:
     """Write the HTML atomically (temp file in the same folder, fsync, rename): readers see the old file or
     the new one, never half of one. Parent folders are created."""
     p = Path(path)
-    _atomic_write(p, html.encode("utf-8"))
+    atomic_write(p, html.encode("utf-8"))
     return p
 
 
@@ -797,7 +782,7 @@ def save_charts(directory: str | os.PathLike[str], charts: Mapping[str, bytes]) 
     out = {}
     for name, png in charts.items():
         p = d / f"{name}.png"
-        _atomic_write(p, png)
+        atomic_write(p, png)
         out[name] = p
     return out
 
