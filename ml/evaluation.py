@@ -18,6 +18,7 @@ from ml.agents.ppo import evaluate_policy
 from ml.backtest import BacktestResult, backtest
 from ml.backtest.baselines import BaselineConfig, run_baselines
 from ml.envs.market_panel import MarketPanel
+from ml.reports.analysis import equity_curves
 
 POLICY = "ppo"
 
@@ -102,9 +103,8 @@ def stitch_walk_forward(daily: pl.DataFrame, fold_order: Sequence[str]) -> pl.Da
     dup = track.select(pl.struct("strategy", "date").is_duplicated().any()).item()
     if dup:
         raise ValueError("walk-forward folds overlap: a (strategy, date) appears twice")
-    equity = (1.0 + pl.col("net_return")).cum_prod().over("strategy")
-    return track.with_columns(equity.alias("equity")).with_columns(
-        (pl.col("equity") / pl.col("equity").cum_max().over("strategy").clip(lower_bound=1.0) - 1.0).alias("drawdown"))
+    # the per-fold equity restarts at 1.0 in every fold: recompute it across the stitched track
+    return equity_curves(track.drop("equity", strict=False))
 
 
 def stressed_returns(track: pl.DataFrame, multiplier: float) -> pl.DataFrame:
