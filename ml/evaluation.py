@@ -7,7 +7,7 @@ backtester as the baselines, so all strategies share dates, costs and arithmetic
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -19,8 +19,10 @@ from ml.backtest import BacktestResult, backtest
 from ml.backtest.baselines import BaselineConfig, run_baselines
 from ml.envs.market_panel import MarketPanel
 from ml.reports.analysis import equity_curves
+from ml.risk import BreakerTracker, CircuitBreakerConfig
 
 POLICY = "ppo"
+POLICY_BREAKER = "ppo_breaker"  # the same policy with the circuit breaker in the loop (research option)
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class FoldEvaluation:
     daily: pl.DataFrame
     allocations: pl.DataFrame
     metrics: pl.DataFrame
+    breaker_activations: pl.DataFrame | None = None  # date (decision close), reason; research breaker only
 
 
 def _daily_frame(name: str, res: BacktestResult) -> pl.DataFrame:
@@ -52,7 +55,7 @@ def _alloc_frame(name: str, res: BacktestResult, vix: np.ndarray) -> pl.DataFram
 
 
 def evaluate_window(
-    policy_weights: np.ndarray | None,
+    policy_weights: np.ndarray | dict[str, np.ndarray] | None,
     panel: MarketPanel,
     start_idx: int,
     end_idx: int,
@@ -62,16 +65,19 @@ def evaluate_window(
     risk_free: float = 0.0,
     seed: int = 0,
 ) -> FoldEvaluation:
-    """Backtest ``policy_weights`` (``[n, A+1]`` chosen at rows ``start_idx..end_idx-1``; None = baselines
-    only) and every baseline over the window, at each cost multiplier; metrics per strategy."""
+    """Backtest ``policy_weights`` (``[n, A+1]`` chosen at rows ``start_idx..end_idx-1``, named ``ppo``; or a
+    ``{strategy: weights}`` dict; None = baselines only) and every baseline over the window, at each cost
+    multiplier; metrics per strategy."""
     vix_at_decision = panel.vix[start_idx:end_idx]
+    if isinstance(policy_weights, np.ndarray):
+        policy_weights = {POLICY: policy_weights}
     daily, allocs, tables = [], [], []
     for mult in cost_multipliers:
         cfg = (baseline_config or BaselineConfig()).model_copy(update={"cost_multiplier": mult})
         results = dict(run_baselines(panel, start_idx, end_idx, cost_rate, cfg))
-        if policy_weights is not None:
-            results = {POLICY: backtest(policy_weights, panel, start_idx, end_idx, cost_rate, cost_multiplier=mult),
-                       **results}
+        if policy_weights:
+            results = {**{name: backtest(w, panel, start_idx, end_idx, cost_rate, cost_multiplier=mult)
+                          for name, w in policy_weights.items()}, **results}
         first = next(iter(results.values()))
         table = metrics.metrics_table(
             {k: r.net_returns for k, r in results.items()}, first.dates,
@@ -86,10 +92,19 @@ def evaluate_window(
 
 
 def evaluate_fold(policy, panel: MarketPanel, start_idx: int, end_idx: int, cost_rate: float,
-                  **kwargs) -> FoldEvaluation:
-    """Deterministic rollout of ``policy`` over the window, then :func:`evaluate_window`."""
-    rollout = evaluate_policy(policy, panel, start_idx, end_idx)
-    return evaluate_window(rollout.weights, panel, start_idx, end_idx, cost_rate, **kwargs)
+                  breaker: CircuitBreakerConfig | None = None, **kwargs) -> FoldEvaluation:
+    """Deterministic rollout of ``policy`` over the window, then :func:`evaluate_window`. With ``breaker``,
+    a second rollout with the circuit breaker in the loop is evaluated as ``ppo_breaker`` (its activations
+    in ``FoldEvaluation.breaker_activations``)."""
+    weights = {POLICY: evaluate_policy(policy, panel, start_idx, end_idx).weights}
+    activations: list[tuple[int, str]] = []
+    if breaker is not None:
+        tracker = BreakerTracker(breaker, panel.assets, panel.vix)
+        weights[POLICY_BREAKER] = evaluate_policy(policy, panel, start_idx, end_idx, overlay=tracker).weights
+        activations = tracker.activations
+    ev = evaluate_window(weights, panel, start_idx, end_idx, cost_rate, **kwargs)
+    rows = [{"date": panel.date_of(r), "reason": why} for r, why in activations]
+    return replace(ev, breaker_activations=pl.DataFrame(rows, schema={"date": pl.Date, "reason": pl.Utf8}))
 
 
 def stitch_walk_forward(daily: pl.DataFrame, fold_order: Sequence[str]) -> pl.DataFrame:

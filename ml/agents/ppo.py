@@ -575,11 +575,16 @@ def _check_compatible(policy: PPOPolicy, panel: MarketPanel) -> None:
 
 @torch.no_grad()
 def evaluate_policy(
-    policy: PPOPolicy, panel: MarketPanel, start_idx: int, end_idx: int, device: str = "cpu"
+    policy: PPOPolicy, panel: MarketPanel, start_idx: int, end_idx: int, device: str = "cpu",
+    overlay: Any | None = None,
 ) -> EvalResult:
     """Deterministic rollout (``softmax(mean logits)``, frozen normaliser) over panel rows
     ``[start_idx, end_idx]``: one episode from ``initial_weights``, no time limit, no termination;
-    decisions at rows ``start_idx .. end_idx-1``. Costs and drift as in training (float64 arithmetic)."""
+    decisions at rows ``start_idx .. end_idx-1``. Costs and drift as in training (float64 arithmetic).
+
+    ``overlay`` (e.g. :class:`ml.risk.BreakerTracker`): ``overlay.adjust(row, weights [A+1]) -> weights``
+    rewrites each day's target weights before the step (the policy then sees the adjusted holdings),
+    ``overlay.observe(net)`` receives the net return the step earned."""
     _check_compatible(policy, panel)
     dev = resolve_device(device)
     n = int(end_idx) - int(start_idx)
@@ -594,9 +599,15 @@ def evaluate_policy(
         obs = env.reset(starts=[start_idx])
         for i in range(n):
             logits_t = pol._actor_mean_t(pol.normalize(obs.to(pdt)))
+            if overlay is not None:  # adjust the weights, hand them back as logits (log w: softmax-exact)
+                w = torch.softmax(logits_t.to(torch.float64), dim=0)[:, 0].cpu().numpy()
+                w = overlay.adjust(start_idx + i, w)
+                logits_t = torch.log(torch.as_tensor(w, dtype=torch.float64, device=dev))[:, None]
             obs, _r, _te, _tr, info = env.step_t(logits_t)
             w_out[i] = info["weights"][0]
             net_out[i] = info["net"][0]
+            if overlay is not None:
+                overlay.observe(float(info["net"][0]))
     pol.train(was)
     return EvalResult(
         weights=w_out.cpu().numpy(),
