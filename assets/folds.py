@@ -3,8 +3,7 @@ import dagster as dg
 
 from assets._metadata import md_table
 from assets.keys import REF_FOLDS, REF_TRADING_CALENDAR
-from ml.features import FEATURE_SPECS
-from ml.folds import default_folds, first_usable_date, folds_frame
+from ml.folds import folds_frame, pipeline_folds
 from ml.labels import MAX_LABEL_HORIZON
 from orchestration.partitions import FOLDS
 from orchestration.resources import WarehouseResource
@@ -20,8 +19,7 @@ def folds(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     the ``folds`` dynamic partitions."""
     wh = warehouse.get()
     calendar = wi.read_calendar(wh)
-    warmup = max(s.warmup for s in FEATURE_SPECS)
-    fold_list = default_folds(calendar, first_usable_date(calendar, warmup), MAX_LABEL_HORIZON)
+    fold_list = pipeline_folds(calendar)
     if not fold_list:
         raise dg.Failure(f"the trading calendar ({calendar.min()}..{calendar.max()}) is too short for any fold")
     frame = folds_frame(fold_list)

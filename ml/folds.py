@@ -219,3 +219,15 @@ def get_fold(folds: Sequence[Fold], key: str) -> Fold:
         if f.key == key:
             return f
     raise KeyError(f"no fold {key!r}; known: {[f.key for f in folds]}")
+
+
+def pipeline_folds(calendar: Sequence[DateLike] | pl.Series) -> list[Fold]:
+    """The project's folds for a trading calendar: :func:`default_folds` with train windows starting
+    after the longest feature warm-up and an embargo of the longest label horizon (sessions).
+
+    Used by the ``ref/folds`` asset and the new-fold sensor, so both always agree on a fold's windows."""
+    from ml.features import FEATURE_SPECS
+    from ml.labels import MAX_LABEL_HORIZON
+
+    warmup = max(s.warmup for s in FEATURE_SPECS)
+    return default_folds(calendar, first_usable_date(calendar, warmup), MAX_LABEL_HORIZON)

@@ -31,3 +31,22 @@ def read_fold(wh: Warehouse, key: str) -> Fold:
     if rows.is_empty():
         raise KeyError(f"fold {key!r} is not in {FOLDS_TABLE}: materialize ref/folds first")
     return Fold.from_dict(rows.row(0, named=True))
+
+
+def resolve_fold(wh: Warehouse, key: str) -> Fold:
+    """:func:`read_fold`, or, for a fold the trading calendar now defines but ``ref.folds`` lacks yet (a
+    fold partition the new-fold sensor added after a year ended), compute it with
+    :func:`ml.folds.pipeline_folds` and store it first. Per-fold assets call this."""
+    try:
+        return read_fold(wh, key)
+    except KeyError:
+        from ml.folds import folds_frame, get_fold, pipeline_folds
+        from warehouse.ingest import read_calendar
+
+        try:
+            fold = get_fold(pipeline_folds(read_calendar(wh)), key)
+        except KeyError:
+            raise KeyError(f"fold {key!r} is not in {FOLDS_TABLE} and the trading calendar does not define it: "
+                           "materialize ref/folds first") from None
+        write_folds(wh, folds_frame([fold]))
+        return fold

@@ -632,3 +632,26 @@ def hmm_report_frames(
         "transitions": pl.concat(trans).select("sector", pl.exclude("sector")),
         "states": pl.concat(states).select("sector", pl.exclude("sector")),
     }
+
+
+# ----------------------------------------------------------------------------- persistence
+HMM_FILE_FORMAT = "regimeflow.sector_hmms/1"
+
+
+def sector_hmms_to_json(fitted: Mapping[str, FittedHMM], config: HmmConfig) -> str:
+    """One JSON document with every sector's fitted HMM (parameters and train-window scaler) and the
+    config that built its observations: enough to forward-filter new days exactly as the fold did."""
+    import json
+
+    return json.dumps({"format": HMM_FILE_FORMAT, "config": config.model_dump(),
+                       "sectors": {s: f.to_dict() for s, f in fitted.items()}})
+
+
+def sector_hmms_from_json(text: str) -> tuple[dict[str, FittedHMM], HmmConfig]:
+    """Inverse of :func:`sector_hmms_to_json`; ``ValueError`` for another format."""
+    import json
+
+    doc = json.loads(text)
+    if doc.get("format") != HMM_FILE_FORMAT:
+        raise ValueError(f"not a sector-HMM file of format {HMM_FILE_FORMAT!r} (got {doc.get('format')!r})")
+    return {s: FittedHMM.from_dict(d) for s, d in doc["sectors"].items()}, HmmConfig(**doc["config"])
