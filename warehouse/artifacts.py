@@ -30,3 +30,17 @@ def artifact(wh: Warehouse, fold: str, kind: str) -> dict:
     if rows.is_empty():
         raise KeyError(f"no {kind} artifact for fold {fold!r} in {ARTIFACTS_TABLE}: materialize it first")
     return rows.row(0, named=True)
+
+
+def newest_fold_with(wh: Warehouse, kind: str) -> str | None:
+    """The fold with the latest training window (train_end, then test_end) that has an artifact of
+    ``kind`` (e.g. ``policy_ppo``), or None. This is the fold the daily decision deploys."""
+    from warehouse.db import query_pl
+
+    with wh.read() as con:
+        have = {r[0] for r in con.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()}
+        if not {ARTIFACTS_TABLE, "ref.folds"} <= have:
+            return None
+        rows = query_pl(con, f"""SELECT a.fold FROM {ARTIFACTS_TABLE} a JOIN ref.folds f ON f.key = a.fold
+                                 WHERE a.kind = ? ORDER BY f.train_end DESC, f.test_end DESC LIMIT 1""", [kind])
+    return rows["fold"][0] if rows.height else None

@@ -129,6 +129,11 @@ class Warehouse:
         os.replace(tmp, self.snapshot_path)
         return self.snapshot_path
 
+    def snapshot_reader(self) -> Warehouse:
+        """The analyst snapshot as a read-only :class:`Warehouse` (for sensors: never waits for a running
+        pipeline's write lock; sees the last published state). ``FileNotFoundError`` on read if absent."""
+        return Warehouse(self.snapshot_path, lock_timeout_s=10.0, publish_snapshot=False)
+
     def connect_snapshot(self) -> duckdb.DuckDBPyConnection:
         """Analyst connection: read-only, on the latest published snapshot. Never blocks on a running pipeline."""
         if not self.snapshot_path.exists():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from warehouse.db import Warehouse
+from warehouse.db import Warehouse, scalar
 from warehouse.ingest import stored_source_kinds
 from warehouse.tables import ensure_table, write_replacing
 from warehouse.upsert import UpsertCounts, upsert
@@ -26,7 +26,10 @@ def warehouse_source(wh: Warehouse) -> str:
 
 
 def write_keyed(wh: Warehouse, table: str, frame: pl.DataFrame, source: str, comment: str) -> UpsertCounts:
-    """Upsert a (ticker, date)-keyed frame into ``table`` with a ``source`` column, one transaction."""
+    """Upsert a (ticker, date)-keyed frame into ``table`` with a ``source`` column, one transaction.
+    An empty frame writes nothing (no write session, no snapshot publish)."""
+    if frame.is_empty():
+        return UpsertCounts(table, 0, 0, 0)
     schema = {**dict(frame.schema), "source": pl.Utf8, "computed_at": pl.Datetime("us")}
     with wh.write() as con:
         ensure_table(con, table, schema, KEYS, comment)
@@ -43,3 +46,26 @@ def write_keyed(wh: Warehouse, table: str, frame: pl.DataFrame, source: str, com
 def write_registry(wh: Warehouse, registry: pl.DataFrame) -> int:
     return write_replacing(wh, REGISTRY_TABLE, registry, ["name"],
                            "One row per column of features.daily: family, window, unit, description, warm-up rows.")
+
+
+def earliest_changed_date(wh: Warehouse, table: str):
+    """The earliest date whose bar (or VIX/VIX3M row) was written after ``table`` last saw it: the first
+    row of a causal derived table that can differ from what is stored. ``None`` when nothing changed;
+    the earliest bar date when ``table`` does not exist yet."""
+    with wh.read() as con:
+        exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?", [table])
+        if not exists:
+            return scalar(con, "SELECT min(date) FROM raw.bars")
+        return scalar(con, f"""
+            SELECT min(date) FROM (
+                SELECT b.date FROM raw.bars b LEFT JOIN {table} t USING (ticker, date)
+                WHERE t.ticker IS NULL OR b.ingested_at > t.computed_at
+                UNION ALL
+                SELECT date FROM raw.index_bars WHERE ingested_at > (SELECT max(computed_at) FROM {table}))""")
+
+
+def sessions_before(wh: Warehouse, day, n: int):
+    """The calendar session ``n`` sessions before ``day`` (the first session when there are fewer)."""
+    with wh.read() as con:
+        return scalar(con, """SELECT coalesce(min(date), ?) FROM (SELECT date FROM ref.trading_calendar
+                              WHERE date < ? ORDER BY date DESC LIMIT ?)""", [day, day, int(n)])

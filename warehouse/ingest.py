@@ -159,3 +159,46 @@ def table_counts(wh: Warehouse) -> dict[str, int]:
 def read_sectors(wh: Warehouse) -> pl.DataFrame:
     with wh.read() as con:
         return query_pl(con, "SELECT ticker, name, gics_sector FROM ref.sectors ORDER BY ticker")
+
+
+@dataclass(frozen=True)
+class StoredExtent:
+    """What ``raw.*`` already holds: the newest session, the incremental window start, stored keys."""
+
+    last_date: object  # date | None
+    window_start: object  # date | None: the overlap_sessions-th newest calendar session
+    tickers: frozenset[str]
+    symbols: frozenset[str]
+
+
+def stored_extent(wh: Warehouse, overlap_sessions: int) -> StoredExtent:
+    """The newest stored session and the start of an incremental reload that re-reads the last
+    ``overlap_sessions`` sessions (to catch revised bars). Empty warehouse: all None / empty."""
+    if not wh.path.exists():
+        return StoredExtent(None, None, frozenset(), frozenset())
+    with wh.read() as con:
+        last = scalar(con, "SELECT max(date) FROM ref.trading_calendar")
+        start = scalar(con, "SELECT min(date) FROM (SELECT date FROM ref.trading_calendar ORDER BY date DESC LIMIT ?)",
+                       [max(int(overlap_sessions), 1)])
+        tickers = frozenset(r[0] for r in con.execute("SELECT DISTINCT ticker FROM raw.bars").fetchall())
+        symbols = frozenset(r[0] for r in con.execute("SELECT DISTINCT symbol FROM raw.index_bars").fetchall())
+    return StoredExtent(last, start, tickers, symbols)
+
+
+def incremental_slice(data: MarketData, extent: StoredExtent) -> MarketData:
+    """The part of a load an incremental ingest writes: rows dated on/after ``extent.window_start``, plus
+    the whole history of tickers / index symbols the warehouse does not hold yet."""
+    from dataclasses import replace
+
+    bars = data.bars.filter((pl.col("date") >= extent.window_start) | ~pl.col("ticker").is_in(list(extent.tickers)))
+    index_bars = data.index_bars.filter(
+        (pl.col("date") >= extent.window_start) | ~pl.col("symbol").is_in(list(extent.symbols)))
+    return replace(data, bars=bars, index_bars=index_bars)
+
+
+def new_session_dates(wh: Warehouse, after) -> list:
+    """Calendar sessions dated after ``after`` (None = all)."""
+    with wh.read() as con:
+        rows = con.execute("SELECT date FROM ref.trading_calendar WHERE ? IS NULL OR date > ? ORDER BY date",
+                           [after, after]).fetchall()
+    return [r[0] for r in rows]

@@ -63,3 +63,57 @@ CREATE TABLE IF NOT EXISTS raw.ingest_log (
     started_at  TIMESTAMP NOT NULL,
     finished_at TIMESTAMP NOT NULL
 );
+
+-- Daily decisions: an APPEND-ONLY audit log (the pipeline inserts rows for new dates only; it never
+-- updates or deletes one). Weights chosen at the close of decision_date, held into the next session.
+CREATE SCHEMA IF NOT EXISTS decisions;
+CREATE TABLE IF NOT EXISTS decisions.daily (
+    decision_date        DATE      NOT NULL PRIMARY KEY,
+    decided_at           TIMESTAMP NOT NULL,   -- UTC wall time the row was written
+    run_id               VARCHAR   NOT NULL,   -- Dagster run that wrote it
+    catch_up             BOOLEAN   NOT NULL,   -- decided after a later session had arrived (missed night)
+    source               VARCHAR   NOT NULL,   -- csv | yahoo | synthetic (synthetic = not real prices)
+    code_version         VARCHAR   NOT NULL,
+    fold                 VARCHAR   NOT NULL,   -- fold whose policy decided
+    policy_kind          VARCHAR   NOT NULL,   -- 'ppo'
+    checkpoint_path      VARCHAR   NOT NULL,
+    checkpoint_sha256    VARCHAR   NOT NULL,
+    policy_data_hash     VARCHAR   NOT NULL,   -- sha256 of the policy's training data
+    assets               VARCHAR[] NOT NULL,   -- order of every weight array, cash last
+    obs_names            VARCHAR[] NOT NULL,
+    observation          DOUBLE[]  NOT NULL,   -- exactly what the policy saw (before its own normaliser)
+    held_weights         DOUBLE[]  NOT NULL,   -- held going into the close (part of the observation)
+    policy_weights       DOUBLE[]  NOT NULL,   -- the policy's choice
+    target_weights       DOUBLE[]  NOT NULL,   -- the decision, after the circuit breaker
+    turnover             DOUBLE    NOT NULL,   -- sum |target - held|, incl. cash
+    vix                  DOUBLE    NOT NULL,   -- VIX close of decision_date (index points)
+    vix_band             VARCHAR,
+    vix_bucket           VARCHAR,
+    hmm_fold             VARCHAR,              -- fold whose sector HMMs gave the states
+    sector_states        VARCHAR,              -- JSON {sector: Bull|Sideways|Bear}
+    sector_probabilities VARCHAR,              -- JSON {sector: {p_bull, p_sideways, p_bear}}
+    prescreen_fold       VARCHAR,
+    prescreen_scores     VARCHAR,              -- JSON {ticker: {regime, buy_probability, sell_probability}}
+    breaker_enabled      BOOLEAN   NOT NULL,
+    breaker_active       BOOLEAN   NOT NULL,
+    breaker_reason       VARCHAR,              -- why it tripped and what it moved ('' when not active)
+    breaker_config       VARCHAR   NOT NULL,   -- JSON thresholds in force
+    trailing_drawdown    DOUBLE    NOT NULL,   -- paper-track drawdown at the close (fraction <= 0)
+    paper_return         DOUBLE,               -- earned on decision_date by the previous decision, net of costs
+    baseline_return      DOUBLE,               -- equal weight over the risky assets, daily, no costs
+    paper_equity         DOUBLE    NOT NULL    -- paper track, 1.0 at the first decision
+);
+
+-- Failed Dagster runs, recorded by the run-failure sensor.
+CREATE SCHEMA IF NOT EXISTS ops;
+CREATE TABLE IF NOT EXISTS ops.run_failures (
+    run_id        VARCHAR   NOT NULL PRIMARY KEY,
+    job_name      VARCHAR   NOT NULL,
+    partition_key VARCHAR,
+    trigger       VARCHAR,                     -- regimeflow/trigger tag: schedule, new_fold, drift, ...
+    tags          VARCHAR,                     -- JSON of the run's tags
+    failed_at     TIMESTAMP NOT NULL,          -- UTC
+    failed_steps  VARCHAR[],
+    message       VARCHAR,
+    recorded_at   TIMESTAMP NOT NULL
+);

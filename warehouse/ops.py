@@ -1,0 +1,22 @@
+"""``ops.*``: operational records written by sensors (failed runs)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from warehouse.db import Warehouse, query_pl
+
+
+def record_run_failure(wh: Warehouse, run_id: str, job_name: str, partition_key: str | None, tags: dict,
+                       failed_at: datetime, failed_steps: list[str], message: str) -> None:
+    """Insert (or refresh) the failure record of ``run_id`` in ``ops.run_failures``."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    with wh.write() as con:
+        con.execute("INSERT OR REPLACE INTO ops.run_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            run_id, job_name, partition_key, tags.get("regimeflow/trigger"), json.dumps(tags, sort_keys=True),
+            failed_at, failed_steps, message[:4000], now])
+
+
+def read_run_failures(wh: Warehouse):
+    with wh.read() as con:
+        return query_pl(con, "SELECT * FROM ops.run_failures ORDER BY failed_at")
