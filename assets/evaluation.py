@@ -5,6 +5,7 @@ import dagster as dg
 import polars as pl
 
 from assets._metadata import md_table
+from assets._models import load_fold_policy
 from assets.keys import (
     EVAL_FOLD,
     EVAL_WALK_FORWARD,
@@ -14,23 +15,21 @@ from assets.keys import (
     REF_FOLDS,
     REGIMES_VIX,
 )
-from ml.agents.checkpoint import load_checkpoint
 from ml.data.universe import ALLOCATION_ASSETS
 from ml.envs.market_panel import build_panel
 from ml.evaluation import evaluate_fold, stitch_walk_forward, stressed_returns, walk_forward_metrics
 from ml.folds import Fold
-from ml.prescreen import file_sha256
 from ml.regimes.vix import vix_buckets
 from ml.reports.analysis import cost_stress
 from ml.reports.html import ReportContext, render_report, save_charts, write_report
 from orchestration.partitions import folds_partitions
-from orchestration.resources import PolicyResource, RegimeResource, WarehouseResource
+from orchestration.automation import eager_when_checks_pass
+from orchestration.resources import PolicyResource, RegimeResource, RiskResource, WarehouseResource
 from orchestration.version import code_version
 from warehouse import ingest as wi
-from warehouse.artifacts import artifact
 from warehouse.evaluation import ALLOCATIONS, DAILY, FOLD_METRICS, write_fold_evaluation, write_walk_forward
 from warehouse.features import warehouse_source
-from warehouse.folds import FOLDS_TABLE, read_fold
+from warehouse.folds import FOLDS_TABLE, resolve_fold
 from warehouse.tables import read_table
 
 SHOWN = ["strategy", "total_return", "cagr", "ann_vol", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
@@ -42,29 +41,26 @@ def _vix_window(wh, start, end) -> pl.DataFrame:
     return read_table(wh, "regimes.vix", "WHERE date BETWEEN ? AND ?", [start - timedelta(days=10), end])
 
 
-def load_fold_policy(wh, fold_key: str):
-    """The PPO checkpoint this fold's policy asset recorded in models.artifacts, after checking its SHA-256."""
-    rec = artifact(wh, fold_key, "policy_ppo")
-    if file_sha256(rec["path"]) != rec["sha256"]:
-        raise dg.Failure(f"checkpoint {rec['path']} does not match the SHA-256 recorded for fold {fold_key}; "
-                         "re-materialize models/policy_ppo for this fold")
-    return load_checkpoint(rec["path"])
-
-
 @dg.asset(key=EVAL_FOLD, deps=[MODELS_POLICY_PPO, RAW_BARS, RAW_INDEX_BARS, REF_FOLDS, REGIMES_VIX],
           partitions_def=folds_partitions, group_name="evaluation", kinds={"duckdb"})
 def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, regimes: RegimeResource,
-                    warehouse: WarehouseResource):
+                    risk: RiskResource, warehouse: WarehouseResource):
     """The fold's trained policy (deterministic) and every baseline over the test window, same days and
     costs, at 1×/2×/3× costs: ``eval.daily_returns``, ``eval.allocations``, ``eval.fold_metrics``."""
     wh = warehouse.get()
-    fold = read_fold(wh, context.partition_key)
-    ppo = load_fold_policy(wh, fold.key)
+    fold = resolve_fold(wh, context.partition_key)
+    ppo, _ = load_fold_policy(wh, fold.key)
     bars = wi.read_bars(wh, list(ALLOCATION_ASSETS))
     panel = build_panel(bars, wi.read_index_bars(wh), ALLOCATION_ASSETS, end=fold.test_end)
     lo, hi = panel.index_range(fold.test_start, fold.test_end)
     cost_rate = policy.cost_bps / 1e4
-    ev = evaluate_fold(ppo, panel, lo, hi, cost_rate)
+    breaker = risk.breaker_config() if risk.research_enabled else None
+    ev = evaluate_fold(ppo, panel, lo, hi, cost_rate, breaker=breaker)
+    if breaker is not None:
+        context.log.info(f"research circuit breaker on: {ev.breaker_activations.height} activation days "
+                         "(strategy ppo_breaker)")
+        for row in ev.breaker_activations.head(20).iter_rows(named=True):
+            context.log.info(f"  breaker {row['date']}: {row['reason']}")
     buckets = vix_buckets(ev.allocations["vix"].to_numpy(), regimes.vix_config())
     allocations = ev.allocations.with_columns(pl.Series("vix_bucket", buckets, dtype=pl.Utf8))
     write_fold_evaluation(wh, fold.key, ev.daily, allocations, ev.metrics)
@@ -90,6 +86,8 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
         "metrics": dg.MetadataValue.md(md_table(base.select(SHOWN))),
         "ppo_sharpe": ppo_row["sharpe"],
         "ppo_max_drawdown": ppo_row["max_drawdown"],
+        "research_circuit_breaker": breaker is not None,
+        "breaker_activation_days": ev.breaker_activations.height if breaker is not None else 0,
         "dagster/row_count": ev.daily.height,
     })
 
@@ -99,7 +97,8 @@ def _yearly_folds(folds: pl.DataFrame) -> list[str]:
     return folds.filter(pl.col("key").str.contains(r"^\d{4}$")).sort("test_start")["key"].to_list()
 
 
-@dg.asset(key=EVAL_WALK_FORWARD, deps=[EVAL_FOLD], group_name="evaluation", kinds={"duckdb", "html"})
+@dg.asset(key=EVAL_WALK_FORWARD, deps=[EVAL_FOLD], group_name="evaluation", kinds={"duckdb", "html"},
+          automation_condition=eager_when_checks_pass())
 def walk_forward(context: dg.AssetExecutionContext, policy: PolicyResource, regimes: RegimeResource,
                  warehouse: WarehouseResource):
     """Stitch the yearly folds' test windows into one out-of-sample track (2012 → last complete year), with

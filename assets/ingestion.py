@@ -1,14 +1,29 @@
 """Group ``ingestion``: market data → ``raw.bars``, ``raw.index_bars``, ``ref.sectors``, ``ref.trading_calendar``."""
 
+from typing import Literal
+
 import dagster as dg
+import polars as pl
+from pydantic import Field
 
 from assets._metadata import md_table
 from assets.keys import RAW_BARS, RAW_INDEX_BARS, REF_SECTORS, REF_TRADING_CALENDAR
 from ml.data.market import DataSourceError
+from orchestration.automation import eager_when_checks_pass
 from orchestration.resources import MarketDataResource, WarehouseResource
 from warehouse import ingest as wi
 
 GROUP = "ingestion"
+
+
+class IngestConfig(dg.Config):
+    """How much history one ingestion run (re)writes."""
+
+    mode: Literal["full", "incremental"] = Field(
+        default="full", description="full: the whole configured history (upserted: unchanged rows are not "
+        "rewritten). incremental: sessions from the overlap window on, plus tickers not stored yet.")
+    overlap_sessions: int = Field(default=5, ge=1, description="Stored sessions re-read by an incremental "
+                                  "ingest to catch revised bars.")
 
 
 @dg.multi_asset(
@@ -22,8 +37,12 @@ GROUP = "ingestion"
     ],
     can_subset=False,
 )
-def market_data(context: dg.AssetExecutionContext, market: MarketDataResource, warehouse: WarehouseResource):
-    """Load the configured source and upsert bars, index bars and sectors in one transaction."""
+def market_data(context: dg.AssetExecutionContext, config: IngestConfig, market: MarketDataResource,
+                warehouse: WarehouseResource):
+    """Load the configured source and upsert bars, index bars and sectors in one transaction.
+
+    ``mode: incremental`` (the nightly job) writes only sessions on/after the ``overlap_sessions``-th
+    newest stored one (revisions inside the overlap are caught; unchanged rows are not rewritten)."""
     wh = warehouse.get()
     resolution = market.resolve()
     source = resolution.source
@@ -31,13 +50,31 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource, w
     if resolution.warning:
         context.log.warning("!" * 20 + " " + resolution.warning + " " + "!" * 20)
     universe = market.universe()
+    extent = wi.stored_extent(wh, config.overlap_sessions)
+    incremental = config.mode == "incremental" and extent.last_date is not None
+    if config.mode == "incremental" and not incremental:
+        context.log.info("incremental ingest requested but the warehouse holds no bars yet: loading the full history")
+    if incremental:
+        context.log.info(f"incremental ingest: newest stored session {extent.last_date}; re-reading from "
+                         f"{extent.window_start} ({config.overlap_sessions} sessions of overlap for revisions)")
+        if source.source_kind == "yahoo":  # download only the window (tickers not stored yet need mode=full)
+            universe = universe.model_copy(update={"history_start": extent.window_start})
     try:
-        data = source.load(universe, on_progress=context.log.info)
+        data = source.load(universe, on_progress=context.log.debug if incremental else context.log.info)
     except DataSourceError as exc:
         wi.log_rejected_batch(wh, context.run.run_id, source.source_kind, source.describe(), str(exc))
         raise dg.Failure(description=f"input rejected, nothing written:\n{exc}") from exc
     for warning in data.warnings:
         context.log.warning(warning)
+    if incremental:
+        data = wi.incremental_slice(data, extent)
+    ref_dates = data.bars.filter(pl.col("ticker") == market.reference_ticker)["date"]
+    new_dates = sorted(d for d in ref_dates.to_list() if extent.last_date is None or d > extent.last_date)
+    if extent.last_date is not None and not new_dates:
+        context.log.info(f"no new {market.reference_ticker} session after {extent.last_date} (market holiday, "
+                         "weekend, or the source has not published today's bars yet): nothing new to ingest")
+    elif extent.last_date is not None:
+        context.log.info(f"{len(new_dates)} new session(s): {new_dates[0]} .. {new_dates[-1]}")
     context.log.info(
         f"writing {data.bars.height:,} bars, {data.index_bars.height:,} index rows, "
         f"{data.sectors.height} sectors to {wh.path} (one transaction)"
@@ -45,7 +82,9 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource, w
     result = wi.ingest_market(wh, data, run_id=context.run.run_id).by_table()
     tickers = wi.ticker_summary(wh)
     indices = wi.index_summary(wh)
-    common = {"source": data.source, "source_description": data.description}
+    common = {"source": data.source, "source_description": data.description, "mode": config.mode,
+              "new_sessions": len(new_dates),
+              "newest_session": str(new_dates[-1] if new_dates else extent.last_date)}
     if data.is_synthetic:
         common["WARNING"] = "SYNTHETIC DATA — not real market prices"
     for key, table, extra in (
@@ -70,7 +109,8 @@ def market_data(context: dg.AssetExecutionContext, market: MarketDataResource, w
         )
 
 
-@dg.asset(key=REF_TRADING_CALENDAR, deps=[RAW_BARS], group_name=GROUP, kinds={"duckdb"})
+@dg.asset(key=REF_TRADING_CALENDAR, deps=[RAW_BARS], group_name=GROUP, kinds={"duckdb"},
+          automation_condition=eager_when_checks_pass())
 def trading_calendar(context: dg.AssetExecutionContext, market: MarketDataResource, warehouse: WarehouseResource):
     """Trading days actually observed for the reference ETF (default SPY), with a 0-based session index."""
     wh = warehouse.get()

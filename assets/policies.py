@@ -14,7 +14,7 @@ from orchestration.resources import PolicyResource, WarehouseResource
 from warehouse import ingest as wi
 from warehouse.artifacts import record_artifact
 from warehouse.features import warehouse_source
-from warehouse.folds import read_fold
+from warehouse.folds import resolve_fold
 from warehouse.tables import write_fold_rows
 
 LOG_EVERY = 5
@@ -26,7 +26,7 @@ def policy_ppo(context: dg.AssetExecutionContext, policy: PolicyResource, wareho
     """Train PPO on the fold's train window (decisions at the close of t earn t→t+1, net of costs);
     checkpoint under the artifacts folder, training curve in ``models.ppo_training``."""
     wh = warehouse.get()
-    fold = read_fold(wh, context.partition_key)
+    fold = resolve_fold(wh, context.partition_key)
     bars = wi.read_bars(wh, list(ALLOCATION_ASSETS))
     panel = build_panel(bars, wi.read_index_bars(wh), ALLOCATION_ASSETS, end=fold.test_end)
     lo, hi = panel.index_range(fold.train_start, fold.train_end)

@@ -9,7 +9,7 @@ from orchestration.partitions import folds_partitions
 from orchestration.resources import PrescreenResource, WarehouseResource
 from warehouse.artifacts import record_artifact
 from warehouse.features import FEATURES_TABLE, LABELS_TABLE
-from warehouse.folds import read_fold
+from warehouse.folds import resolve_fold
 from warehouse.tables import read_table, write_fold_rows
 
 
@@ -20,7 +20,7 @@ def prescreen_models(context: dg.AssetExecutionContext, prescreen: PrescreenReso
     RF + HGB ensemble tuned by purged k-fold CV inside the train window. Scores the test window into
     ``models.prescreen_scores``; test-window AUC / precision@k / Brier / calibration into ``eval.*``."""
     wh = warehouse.get()
-    fold = read_fold(wh, context.partition_key)
+    fold = resolve_fold(wh, context.partition_key)
     cfg = prescreen.config()
     until = "WHERE date <= ?"
     features = read_table(wh, FEATURES_TABLE, until, [fold.test_end]).drop("source", "computed_at")
