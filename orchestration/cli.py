@@ -1,8 +1,9 @@
 """``regimeflow`` command line: ``regimeflow run`` executes the main pipeline and prints what was loaded.
 
 The main pipeline = job ``prepare`` (ingestion, features, VIX regimes, folds), job ``fold`` for every
-fold partition (sector HMMs, prescreen, policies, evaluation), then job ``report`` (walk-forward track,
-HTML report, analyst views).
+fold partition (sector HMMs, prescreen, policies, evaluation), job ``report`` (walk-forward track,
+HTML report, analyst views), then job ``decide`` (the newest fold's decision for the next session).
+``regimeflow nightly`` runs the nightly job once; ``regimeflow audit`` replays the decision log.
 
 Runs are recorded in the Dagster instance at ``$DAGSTER_HOME`` (default ``./.dagster_home``), the
 same one ``dagster dev`` uses when started with that DAGSTER_HOME, so CLI runs show up in the UI.
@@ -109,10 +110,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             res = fold_job.execute_in_process(run_config=run_config, instance=instance, partition_key=key,
                                               raise_on_error=False)
             fold_results.append((key, res, time.perf_counter() - t0))
-    report = None
+    report = decide = None
     if fold_results and any(r.success for _, r, _ in fold_results):
         print("--- walk-forward report ---", flush=True)
         report = defs.resolve_job_def("report").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False)
+        print("--- daily decision (newest fold) ---", flush=True)
+        decide = defs.resolve_job_def("decide").execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False)
     _print_summary(wh, result)
     _print_folds(fold_results)
@@ -120,9 +124,52 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = WarehouseResource().report_dir() / "walk_forward.html"
         print(f"walk-forward report: {'ok' if report.success else 'FAILED'}  {path if report.success else ''}")
         print(f"fold reports:        {path.parent}/fold_<key>.html")
+    if decide is not None:
+        _print_latest_decision(wh, decide.success)
     ok = (result.success and not blocked and all(r.success for _, r, _ in fold_results)
-          and (report is None or report.success))
+          and (report is None or report.success) and (decide is None or decide.success))
     return 0 if ok else 1
+
+
+def _print_latest_decision(wh, success: bool) -> None:
+    from warehouse.decisions import recent_decisions
+
+    if not success:
+        print("daily decision:      FAILED (see the decide run's log)")
+        return
+    row = recent_decisions(wh, 1).row(0, named=True)
+    weights = "  ".join(f"{a} {w:.3f}" for a, w in zip(row["assets"], row["target_weights"]))
+    tag = "  <-- SYNTHETIC DATA" if row["source"] == "synthetic" else ""
+    print(f"daily decision:      {row['decision_date']} (fold {row['fold']}): {weights}{tag}")
+    if row["breaker_active"]:
+        print(f"circuit breaker:     {row['breaker_reason']}")
+
+
+def cmd_nightly(args: argparse.Namespace) -> int:
+    """One nightly run (what the schedule launches), for hosts that use cron instead of the Dagster daemon."""
+    from orchestration.definitions import defs
+    from orchestration.jobs import NIGHTLY_RUN_CONFIG
+    from orchestration.resources import WarehouseResource
+
+    instance = _instance()
+    run_config = {**NIGHTLY_RUN_CONFIG, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    result = defs.resolve_job_def("nightly").execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False, tags={"regimeflow/trigger": "cli"})
+    wh = WarehouseResource().get()
+    print(f"nightly run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'}")
+    if result.success:
+        _print_latest_decision(wh, True)
+    return 0 if result.success else 1
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Replay every logged decision from its logged inputs and compare with the logged weights."""
+    from orchestration.audit import replay_log
+    from orchestration.resources import WarehouseResource
+
+    report = replay_log(WarehouseResource().get(), tolerance=args.tolerance)
+    print(report.to_string())
+    return 0 if report.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--profile", choices=["default", "large"], help="training profile (REGIMEFLOW_PROFILE)")
     run.add_argument("--log-level", default="INFO", help="console log level (DEBUG shows every Dagster event)")
     run.set_defaults(func=cmd_run)
+    nightly = sub.add_parser("nightly", help="run the nightly job once (incremental ingest → decision)")
+    nightly.add_argument("--log-level", default="INFO")
+    nightly.set_defaults(func=cmd_nightly)
+    audit = sub.add_parser("audit", help="replay the decision log and check every logged weight")
+    audit.add_argument("--tolerance", type=float, default=1e-12, help="max |replayed - logged| weight")
+    audit.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)
     return args.func(args)
 

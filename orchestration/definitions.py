@@ -1,19 +1,24 @@
 """The code location: ``dagster dev`` loads ``defs`` from here (see workspace.yaml)."""
 import dagster as dg
 
-from assets import evaluation, features, folds, ingestion, ingestion_checks, policies, prescreen, regimes
-from orchestration.jobs import build_jobs
+from assets import decisions, evaluation, features, folds, ingestion, ingestion_checks, policies, prescreen, regimes
+from orchestration.jobs import ALL_JOBS
 from orchestration.profiles import profile_settings
 from orchestration.resources import (
     FeatureStoreResource,
-    PolicyResource,
     MarketDataResource,
+    MonitoringResource,
+    PolicyResource,
     PrescreenResource,
     RegimeResource,
+    RiskResource,
     WarehouseResource,
 )
+from orchestration.schedules import nightly_schedule
+from orchestration.sensors import ALL_SENSORS
 
-all_assets = dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies, evaluation])
+all_assets = dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies, evaluation,
+                                          decisions])
 
 defs = dg.Definitions(
     assets=all_assets,
@@ -22,7 +27,9 @@ defs = dg.Definitions(
     # torch threads slow down by 10x. Parallelism across folds comes from launching several fold runs.
     executor=dg.in_process_executor,
     asset_checks=dg.load_asset_checks_from_modules([ingestion_checks, features]),
-    jobs=build_jobs(all_assets),
+    jobs=ALL_JOBS,
+    schedules=[nightly_schedule],
+    sensors=ALL_SENSORS,
     resources={
         "warehouse": WarehouseResource(),
         "market": MarketDataResource(),
@@ -30,5 +37,7 @@ defs = dg.Definitions(
         "regimes": RegimeResource(**profile_settings("regimes")),
         "prescreen": PrescreenResource(**profile_settings("prescreen")),
         "policy": PolicyResource(**profile_settings("policy")),
+        "risk": RiskResource(),
+        "monitoring": MonitoringResource(),
     },
 )

@@ -2,41 +2,71 @@
 
 * ``prepare``: everything that is not per fold (ingestion, features, labels, VIX regimes, folds) with checks.
 * ``fold``: the per-fold assets (sector HMMs, prescreen, policies, evaluation), one run per fold partition.
+* ``report``: the walk-forward track over all folds, its report and the analyst views.
+* ``decide``: the deployed fold's live sector-HMM states and the daily decision (no ingestion).
+* ``nightly``: incremental ingestion → features/labels (incremental writes) → checks → VIX regimes →
+  live sector-HMM states → daily decision. The nightly schedule runs it.
 * ``ingest``: ingestion only.
 
-* ``report``: the walk-forward track over all folds, its report and the analyst views.
-
-``regimeflow run`` (the README's main job) runs ``prepare``, ``fold`` for every fold partition, then ``report``.
+``regimeflow run`` (the README's main job) runs ``prepare``, ``fold`` for every fold partition, ``report``
+and ``decide``.
 """
 import dagster as dg
 
+from assets.keys import (
+    DECISIONS_DAILY,
+    EVAL_FOLD,
+    EVAL_WALK_FORWARD,
+    FEATURES_DAILY,
+    LABELS_FORWARD,
+    MODELS_POLICY_PPO,
+    MODELS_PRESCREEN,
+    REF_TRADING_CALENDAR,
+    REGIMES_SECTOR_HMM,
+    REGIMES_SECTOR_HMM_LIVE,
+    REGIMES_VIX,
+)
 
-def _partitioned(defs_assets) -> dg.AssetSelection:
-    """The assets partitioned by fold (their job's partitioning is inferred from them)."""
-    keys = [spec.key for a in defs_assets for spec in getattr(a, "specs", [])
-            if getattr(a, "partitions_def", None) is not None]
-    return dg.AssetSelection.assets(*keys)
+FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, EVAL_FOLD)
+DECIDE_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM_LIVE, DECISIONS_DAILY)
 
+#: The nightly job's run config: incremental ingestion and incremental feature/label writes.
+NIGHTLY_RUN_CONFIG = {
+    "ops": {
+        "market_data": {"config": {"mode": "incremental"}},
+        "features__daily": {"config": {"incremental": True}},
+        "labels__forward": {"config": {"incremental": True}},
+    }
+}
 
 ingest_job = dg.define_asset_job(
     "ingest", selection=dg.AssetSelection.groups("ingestion"),
     description="Load market data into raw.* / ref.* and run the blocking data-quality checks.",
 )
+prepare_job = dg.define_asset_job(
+    "prepare", selection=dg.AssetSelection.all() - FOLD_ASSETS.downstream(),
+    description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks).",
+)
+fold_job = dg.define_asset_job(
+    "fold", selection=FOLD_ASSETS,
+    description="Per-fold models and evaluation for one fold partition (sector HMMs, prescreen, PPO, eval).",
+)
+report_job = dg.define_asset_job(
+    "report", selection=dg.AssetSelection.assets(EVAL_WALK_FORWARD),
+    description="Across folds: the stitched walk-forward track, its report and the analyst views.",
+)
+decide_job = dg.define_asset_job(
+    "decide", selection=DECIDE_ASSETS,
+    description="The deployed (newest) fold's live sector-HMM states and the daily decision(s).",
+)
+nightly_job = dg.define_asset_job(
+    "nightly",
+    selection=dg.AssetSelection.groups("ingestion")
+    | dg.AssetSelection.assets(REF_TRADING_CALENDAR, FEATURES_DAILY, LABELS_FORWARD, REGIMES_VIX)
+    | DECIDE_ASSETS,
+    config=NIGHTLY_RUN_CONFIG,
+    description="After the US close: new bars (incremental, with overlap) → features → checks → regimes → "
+    "today's decision. Catches up missed sessions; a night without new data decides nothing.",
+)
 
-
-def build_jobs(assets) -> list:
-    fold_assets = _partitioned(assets)
-    after_folds = fold_assets.downstream() - fold_assets
-    prepare = dg.define_asset_job(
-        "prepare", selection=dg.AssetSelection.all() - fold_assets.downstream(),
-        description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks).",
-    )
-    fold = dg.define_asset_job(
-        "fold", selection=fold_assets,
-        description="Per-fold models and evaluation for one fold partition.",
-    )
-    report = dg.define_asset_job(
-        "report", selection=after_folds,
-        description="Across folds: the stitched walk-forward track, its report and the analyst views.",
-    )
-    return [ingest_job, prepare, fold, report]
+ALL_JOBS = [ingest_job, prepare_job, fold_job, report_job, decide_job, nightly_job]

@@ -167,3 +167,53 @@ class PolicyResource(dg.ConfigurableResource):
         from ml.agents.ppo import PPOConfig
 
         return PPOConfig(total_steps=self.total_steps, num_envs=self.num_envs, seed=self.seed, device=self.device)
+
+
+class RiskResource(dg.ConfigurableResource):
+    """The circuit breaker above the policy (``ml.risk``): thresholds, and where it is switched on."""
+
+    daily_enabled: bool = Field(default=True, description="Apply it to the daily decision (decisions/daily).")
+    research_enabled: bool = Field(default=False, description="Also evaluate 'ppo_breaker' in research folds "
+                                   "(eval/fold); the policy alone is always evaluated as 'ppo'.")
+    vix_threshold: Optional[float] = Field(default=30.0, description="VIX close (index points) that trips it; "
+                                           "None = no VIX trigger.")
+    drawdown_limit: Optional[float] = Field(default=0.15, description="Trailing drawdown (fraction) that trips "
+                                            "it; None = no drawdown trigger.")
+    drawdown_window: int = Field(default=252, description="Sessions of the trailing equity peak.")
+    max_equity_weight: float = Field(default=0.25, description="Cap on SPY+QQQ combined while tripped.")
+    equity_assets: list[str] = Field(default_factory=lambda: ["SPY", "QQQ"])
+    destination: str = Field(default="cash", description="cash | defensive (split equally over defensive_assets)")
+    defensive_assets: list[str] = Field(default_factory=lambda: ["TLT", "GLD"])
+
+    def breaker_config(self):
+        from ml.risk import CircuitBreakerConfig
+
+        return CircuitBreakerConfig(
+            vix_threshold=self.vix_threshold, drawdown_limit=self.drawdown_limit,
+            drawdown_window=self.drawdown_window, max_equity_weight=self.max_equity_weight,
+            equity_assets=tuple(self.equity_assets), destination=self.destination,
+            defensive_assets=tuple(self.defensive_assets),
+        )
+
+
+class MonitoringResource(dg.ConfigurableResource):
+    """Thresholds of the drift / decay sensor. Calibrated on the real snapshot so that a request means a
+    real shift: the policy's inputs are persistent (VIX level, 21-day vol), so short windows always look
+    "drifted" (with 63 sessions and PSI > 0.25, 100% of month-ends 2013-2025 would fire). With the defaults
+    the feature test fires at 24 of 156 month-ends, clustered in 2013 (taper), 2017 (record-low volatility)
+    and 2022 (rate shock); the HMM test at 2 of 24 month-ends of fold 2024's test/live period."""
+
+    recent_sessions: int = Field(default=126, description="Recent window compared with the fold's training "
+                                 "window, for the feature and HMM tests (sessions, ~6 months).")
+    psi_threshold: float = Field(default=1.0, description="PSI above which one policy input counts as drifted.")
+    psi_feature_share: float = Field(default=0.5, description="Fire when at least this share of the policy's "
+                                     "inputs drifted.")
+    hmm_tv_threshold: float = Field(default=0.5, description="Total-variation distance of a sector's HMM state "
+                                    "mix (recent vs train) above which the sector counts as shifted.")
+    hmm_sector_share: float = Field(default=0.6, description="Fire when at least this share of sectors shifted.")
+    decay_sessions: int = Field(default=63, description="Paper-track window of the decay test (sessions).")
+    decay_min_excess: float = Field(default=-0.05, description="Fire when the paper track trails its "
+                                    "equal-weight baseline by more than this over the window (fraction; fold "
+                                    "2024's PPO stayed within -2.4% of equal weight over any 63 days of 2024).")
+    cooldown_sessions: int = Field(default=63, description="Sessions after a retrain request during which the "
+                                   "drift sensor does not ask again.")
