@@ -5,7 +5,14 @@ import pytest
 import torch
 
 from assets import evaluation, features, folds, ingestion, policies, prescreen, regimes
-from assets.keys import EVAL_FOLD, EVAL_WALK_FORWARD, MODELS_POLICY_PPO, MODELS_PRESCREEN, REGIMES_SECTOR_HMM
+from assets.keys import (
+    EVAL_FOLD,
+    EVAL_WALK_FORWARD,
+    MODELS_POLICY_PPO,
+    MODELS_PRESCREEN,
+    REGIMES_SECTOR_HMM,
+    REGIMES_SECTOR_HMM_LIVE,
+)
 from ml.agents.checkpoint import load_checkpoint
 from orchestration.partitions import FOLDS
 from orchestration.resources import (
@@ -14,6 +21,7 @@ from orchestration.resources import (
     PolicyResource,
     PrescreenResource,
     RegimeResource,
+    RiskResource,
     WarehouseResource,
 )
 from warehouse.artifacts import artifact
@@ -35,10 +43,12 @@ def pipeline(tmp_path_factory):
         "regimes": RegimeResource(hmm_restarts=2),
         "prescreen": PrescreenResource(cv_splits=2, n_jobs=1),
         "policy": PolicyResource(total_steps=8192, num_envs=16, episode_length=128),
+        "risk": RiskResource(research_enabled=True),
     }
     instance = dg.DagsterInstance.ephemeral()
     prep = dg.materialize(UNPARTITIONED, resources=resources, instance=instance,
-                          selection=dg.AssetSelection.all() - dg.AssetSelection.assets(REGIMES_SECTOR_HMM))
+                          selection=dg.AssetSelection.all() - dg.AssetSelection.assets(REGIMES_SECTOR_HMM,
+                                                                                      REGIMES_SECTOR_HMM_LIVE))
     assert prep.success
     keys = instance.get_dynamic_partitions(FOLDS)
     results = {k: dg.materialize(PER_FOLD, resources=resources, instance=instance, partition_key=k,
@@ -102,7 +112,8 @@ def test_evaluation_walk_forward_report_and_views(pipeline, tmp_path):
     resources, instance, _, _ = pipeline
     wh = resources["warehouse"].get()
     m = read_table(wh, "eval.fold_metrics", "WHERE fold = '2014' AND cost_multiplier = 1.0")
-    assert {"ppo", "spy_buy_hold", "equal_weight", "sixty_forty", "vix_rule", "vix_switch"} == set(m["strategy"])
+    assert {"ppo", "ppo_breaker", "spy_buy_hold", "equal_weight", "sixty_forty", "vix_rule",
+            "vix_switch"} == set(m["strategy"])  # research breaker switched on in this module's resources
     wf = dg.materialize(PER_FOLD, resources=resources, instance=instance, selection=[EVAL_WALK_FORWARD])
     assert wf.success
     meta = wf.asset_materializations_for_node("eval__walk_forward")[0].metadata
@@ -120,7 +131,7 @@ def test_evaluation_walk_forward_report_and_views(pipeline, tmp_path):
                               "WHERE strategy = 'ppo' GROUP BY ALL").fetchall()
         assert sum(n for _, n in buckets) == ppo.height
         latest = con.execute("SELECT fold, strategy, date FROM analytics.latest_allocation").fetchall()
-        assert {r[0] for r in latest} == {"2014"} and len(latest) == 6
+        assert {r[0] for r in latest} == {"2014"} and len(latest) == 7
         assert con.execute("SELECT count(*) FROM analytics.walk_forward_daily").fetchall()[0][0] == track.height
     finally:
         con.close()
