@@ -61,7 +61,7 @@ def _nightly(env: dict, log_path: Path) -> tuple[float, float, str]:
     """``regimeflow nightly`` in a fresh process: (wall s, peak RSS MB of that process, its output)."""
     t0 = time.perf_counter()
     with open(log_path, "w") as fh:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("regimeflow")), "nightly"], cwd=REPO, env=env,
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("regimeflow")), "nightly", "--log-level", "DEBUG"], cwd=REPO, env=env,
                                 stdout=fh, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
@@ -73,7 +73,11 @@ def _nightly(env: dict, log_path: Path) -> tuple[float, float, str]:
 
 
 def _steps(log: str) -> list[str]:
-    return [line.split(" - ")[-1] for line in log.splitlines() if "Finished execution of step" in line]
+    """'step: seconds' for every finished step, from the run's DEBUG log."""
+    import re
+
+    found = re.findall(r'Finished execution of step "([^"]+)" in ([0-9.]+)(ms|s)', log)
+    return [f"{step:<42} {float(v) / (1000 if unit == 'ms' else 1):6.1f} s" for step, v, unit in found]
 
 
 def main() -> None:

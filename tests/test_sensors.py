@@ -180,8 +180,8 @@ def test_run_failure_sensor_records_the_failure(tmp_path, market):
     assert rows.height == 1
     row = rows.row(0, named=True)
     assert row["run_id"] == result.run_id and row["job_name"] == "decide" and row["trigger"] == "test"
-    assert row["failed_steps"] == ["regimes__sector_hmm_live"]
-    assert "no fold has saved sector HMMs" in row["message"]
+    assert row["failed_steps"] == ["decisions__daily"]
+    assert "no trained policy yet" in row["message"]
     run_failure_recorder(ctx)  # a retried tick does not duplicate the record
     assert read_run_failures(res.get()).height == 1
 
