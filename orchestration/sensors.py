@@ -153,10 +153,7 @@ def _regime_shift(snap, fold, cfg: MonitoringResource, report: DriftReport) -> N
 
 
 def _paper_decay(snap, fold, cfg: MonitoringResource, report: DriftReport) -> None:
-    try:
-        log = recent_decisions(snap, cfg.decay_sessions + 1)
-    except Exception:  # noqa: BLE001 - no decision log yet
-        log = pl.DataFrame()
+    log = recent_decisions(snap, cfg.decay_sessions + 1)
     log = log.filter(pl.col("fold") == fold.key).drop_nulls(["paper_return", "baseline_return"]) if log.height else log
     if log.height < cfg.decay_sessions:
         report.notes.append(f"paper decay not tested ({log.height}/{cfg.decay_sessions} paper days of fold {fold.key})")
