@@ -58,10 +58,18 @@ def paper_state(wh, window: int) -> PaperState:
                       np.asarray(last["target_weights"], dtype=np.float64), tuple(log["paper_equity"].to_list()))
 
 
-def _decision_rows(wh, panel, ppo, last: Optional[date], first_date: Optional[str], fold) -> list[int]:
+def _decision_rows(context, panel, last: Optional[date], first_date: Optional[str], fold) -> list[int]:
+    """Panel rows to decide: every session after the last logged decision (or the newest session / the
+    sessions from ``first_date`` for an empty log), never one inside the policy's training window."""
     dates = panel.dates.astype("datetime64[D]")
     if last is not None:
-        return [int(i) for i in np.nonzero(dates > np.datetime64(last, "D"))[0]]
+        rows = np.nonzero(dates > np.datetime64(last, "D"))[0]
+        inside = rows[dates[rows] <= np.datetime64(fold.train_end, "D")]
+        if inside.size:  # the log stopped long ago and the deployed fold has since trained on those days
+            context.log.warning(f"{inside.size} missed session(s) {panel.date_of(int(inside[0]))} .. "
+                                f"{panel.date_of(int(inside[-1]))} lie inside fold {fold.key}'s training window: "
+                                "not decided (that would be in-sample); the paper track holds through them")
+        return [int(i) for i in rows if dates[i] > np.datetime64(fold.train_end, "D")]
     if first_date is None:
         return [panel.n_dates - 1]
     start = date.fromisoformat(first_date)
@@ -108,7 +116,7 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
     breaker = risk.breaker_config() if risk.daily_enabled else None
     window = (breaker or CircuitBreakerConfig()).drawdown_window
     last = last_decision_date(wh)
-    rows = _decision_rows(wh, panel, ppo, last, config.first_date, fold)
+    rows = _decision_rows(context, panel, last, config.first_date, fold)
     newest = panel.date_of(panel.n_dates - 1)
     if not rows:
         context.log.info(f"no new session since the last decision ({last}; newest data {newest}): "

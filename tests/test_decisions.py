@@ -79,3 +79,25 @@ def test_skipped_sessions_are_held_and_compounded(trained):
     np.testing.assert_allclose(d3.held_weights, held, atol=1e-14)
     with pytest.raises(ValueError, match="not after the last decision"):
         decide_sessions(policy, panel, [lo], state, COST, None)
+
+
+def test_catch_up_never_decides_inside_the_deployed_policys_training_window():
+    from types import SimpleNamespace
+
+    from assets.decisions import _decision_rows
+    from ml.envs.market_panel import MarketPanel
+    from ml.folds import Fold
+
+    n = 30
+    panel = MarketPanel.from_arrays(np.zeros((n, 1)), np.zeros((n, 1, 3)), np.zeros((n, 4)))
+    d = [panel.date_of(i) for i in range(n)]
+    fold = Fold("x", train_start=d[0], train_end=d[20], embargo_days=0, test_start=d[21], test_end=d[29])
+    warnings: list[str] = []
+    ctx = SimpleNamespace(log=SimpleNamespace(warning=warnings.append))
+    assert _decision_rows(ctx, panel, d[10], None, fold) == list(range(21, n))
+    assert "10 missed session(s)" in warnings[0] and "not decided" in warnings[0]
+    assert _decision_rows(ctx, panel, d[25], None, fold) == list(range(26, n)) and len(warnings) == 1
+    assert _decision_rows(ctx, panel, None, None, fold) == [n - 1]
+    with pytest.raises(Exception, match="inside the training window"):
+        _decision_rows(ctx, panel, None, str(d[5]), fold)
+    assert _decision_rows(ctx, panel, None, str(d[27]), fold) == [27, 28, 29]
