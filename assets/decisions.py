@@ -29,7 +29,7 @@ from ml.decisions import PaperState, decide_sessions
 from ml.envs.market_panel import build_panel
 from ml.prescreen import score_prescreen
 from ml.risk import CircuitBreakerConfig
-from orchestration.resources import PolicyResource, RegimeResource, RiskResource, WarehouseResource
+from orchestration.resources import PolicyResource, RiskResource, WarehouseResource
 from orchestration.version import code_version
 from warehouse import ingest as wi
 from warehouse.artifacts import newest_fold_with
@@ -79,12 +79,14 @@ def _decision_rows(context, panel, last: Optional[date], first_date: Optional[st
     return [int(i) for i in np.nonzero(dates >= np.datetime64(start, "D"))[0]]
 
 
-def _prescreen_context(context, wh, fold_key: Optional[str], days: list[date], tickers: list[str]) -> dict:
+def _prescreen_context(context, wh, fold_key: str, days: list[date], tickers: list[str]) -> dict:
     """{date: {ticker: {regime, buy_probability, sell_probability}}} from the fold's prescreen models."""
-    if fold_key is None:
-        context.log.warning("no prescreen models for the deployed fold: decisions log no prescreen scores")
+    try:
+        models = load_fold_prescreen(wh, fold_key)
+    except dg.Failure as exc:  # context only: the decision does not depend on it
+        context.log.warning(f"no usable prescreen models for fold {fold_key} ({exc.description}); "
+                            "decisions log no prescreen scores")
         return {}
-    models = load_fold_prescreen(wh, fold_key)
     feats = read_table(wh, FEATURES_TABLE, "WHERE date IN (SELECT unnest(?)) AND ticker IN (SELECT unnest(?))",
                        [days, tickers])
     scores = score_prescreen(models, feats, read_table(wh, "regimes.vix", "WHERE date IN (SELECT unnest(?))", [days]))
@@ -100,7 +102,7 @@ def _prescreen_context(context, wh, fold_key: Optional[str], days: list[date], t
                 MODELS_PRESCREEN],
           group_name="decisions", kinds={"pytorch", "duckdb"})
 def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, policy: PolicyResource,
-                    regimes: RegimeResource, risk: RiskResource, warehouse: WarehouseResource):
+                    risk: RiskResource, warehouse: WarehouseResource):
     """Target weights (SPY, QQQ, TLT, GLD, cash) for the next session, decided at the close of each new
     session by the deployed policy with the circuit breaker above it; appended to ``decisions.daily`` with
     the observation, regime context, prescreen scores, identifiers and code version (replayable)."""
@@ -129,7 +131,7 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
     vix = read_table(wh, "regimes.vix", "WHERE date IN (SELECT unnest(?))", [days])
     vix_ctx = {r["date"]: r for r in vix.iter_rows(named=True)}
     hmm_fold, states, probs = sector_states_on(wh, days)
-    scores = _prescreen_context(context, wh, fold_key if newest_fold_with(wh, "prescreen") else None, days, assets)
+    scores = _prescreen_context(context, wh, fold_key, days, assets)
     source, version = warehouse_source(wh), code_version()
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     breaker_json = json.dumps((breaker or CircuitBreakerConfig()).model_dump(mode="json"))
