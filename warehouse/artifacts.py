@@ -35,11 +35,10 @@ def artifact(wh: Warehouse, fold: str, kind: str) -> dict:
 def newest_fold_with(wh: Warehouse, kind: str) -> str | None:
     """The fold with the latest training window (train_end, then test_end) that has an artifact of
     ``kind`` (e.g. ``policy_ppo``), or None. This is the fold the daily decision deploys."""
-    from warehouse.db import query_pl
+    from warehouse.db import query_pl, table_exists
 
     with wh.read() as con:
-        have = {r[0] for r in con.execute("SELECT schema_name || '.' || table_name FROM duckdb_tables()").fetchall()}
-        if not {ARTIFACTS_TABLE, "ref.folds"} <= have:
+        if not (table_exists(con, ARTIFACTS_TABLE) and table_exists(con, "ref.folds")):
             return None
         rows = query_pl(con, f"""SELECT a.fold FROM {ARTIFACTS_TABLE} a JOIN ref.folds f ON f.key = a.fold
                                  WHERE a.kind = ? ORDER BY f.train_end DESC, f.test_end DESC LIMIT 1""", [kind])

@@ -151,6 +151,12 @@ def query_pl(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = Non
     return pl.from_arrow(rel.to_arrow_table())
 
 
+def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """Whether ``schema.table`` exists (e.g. in a warehouse created before the table was introduced)."""
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?",
+                       [table]))
+
+
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):
     """First column of the first row. Fetches the whole result: DuckDB 2 refuses new work on a
     connection whose previous result was only partly fetched (e.g. by ``fetchone``)."""

@@ -10,7 +10,7 @@ from importlib import resources
 
 import polars as pl
 
-from warehouse.db import Warehouse, query_pl, scalar
+from warehouse.db import Warehouse, query_pl, scalar, table_exists
 
 DECISIONS_TABLE = "decisions.daily"
 
@@ -19,22 +19,16 @@ class AppendOnlyViolation(ValueError):
     """An attempt to write a decision dated on or before the newest logged one."""
 
 
-def _exists(con) -> bool:
-    """False for a warehouse created before the decision log existed and not written to since."""
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'decisions' "
-                            "AND table_name = 'daily'"))
-
-
 def last_decision_date(wh: Warehouse):
-    """The newest logged decision date, or None (empty or no log yet)."""
+    """The newest logged decision date, or None (empty, or a warehouse created before the log existed)."""
     with wh.read() as con:
-        return scalar(con, f"SELECT max(decision_date) FROM {DECISIONS_TABLE}") if _exists(con) else None
+        return scalar(con, f"SELECT max(decision_date) FROM {DECISIONS_TABLE}") if table_exists(con, DECISIONS_TABLE) else None
 
 
 def recent_decisions(wh: Warehouse, n: int) -> pl.DataFrame:
     """The newest ``n`` logged decisions, oldest first (all columns); empty when there is no log yet."""
     with wh.read() as con:
-        if not _exists(con):
+        if not table_exists(con, DECISIONS_TABLE):
             return pl.DataFrame()
         return query_pl(con, f"SELECT * FROM (SELECT * FROM {DECISIONS_TABLE} ORDER BY decision_date DESC LIMIT ?) "
                         "ORDER BY decision_date", [int(n)])
@@ -42,7 +36,7 @@ def recent_decisions(wh: Warehouse, n: int) -> pl.DataFrame:
 
 def read_decisions(wh: Warehouse) -> pl.DataFrame:
     with wh.read() as con:
-        if not _exists(con):
+        if not table_exists(con, DECISIONS_TABLE):
             return pl.DataFrame()
         return query_pl(con, f"SELECT * FROM {DECISIONS_TABLE} ORDER BY decision_date")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from warehouse.db import Warehouse, scalar
+from warehouse.db import Warehouse, scalar, table_exists
 from warehouse.ingest import stored_source_kinds
 from warehouse.tables import ensure_table, write_replacing
 from warehouse.upsert import UpsertCounts, upsert
@@ -53,8 +53,7 @@ def earliest_changed_date(wh: Warehouse, table: str):
     row of a causal derived table that can differ from what is stored. ``None`` when nothing changed;
     the earliest bar date when ``table`` does not exist yet."""
     with wh.read() as con:
-        exists = scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?", [table])
-        if not exists:
+        if not table_exists(con, table):
             return scalar(con, "SELECT min(date) FROM raw.bars")
         return scalar(con, f"""
             SELECT min(date) FROM (

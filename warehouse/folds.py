@@ -4,7 +4,7 @@ from __future__ import annotations
 import polars as pl
 
 from ml.folds import Fold
-from warehouse.db import Warehouse, query_pl
+from warehouse.db import Warehouse, query_pl, table_exists
 from warehouse.tables import ensure_table
 from warehouse.upsert import upsert
 
@@ -25,9 +25,8 @@ def write_folds(wh: Warehouse, frame: pl.DataFrame) -> None:
 def read_fold(wh: Warehouse, key: str) -> Fold:
     """The fold stored under ``key``; a clear error when the folds asset has not produced it."""
     with wh.read() as con:
-        exists = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name='ref' AND table_name='folds'").fetchall()[0][0]
-        rows = query_pl(con, f"SELECT * FROM {FOLDS_TABLE} WHERE key = ?", [key]) if exists else pl.DataFrame()
+        rows = (query_pl(con, f"SELECT * FROM {FOLDS_TABLE} WHERE key = ?", [key]) if table_exists(con, FOLDS_TABLE)
+                else pl.DataFrame())
     if rows.is_empty():
         raise KeyError(f"fold {key!r} is not in {FOLDS_TABLE}: materialize ref/folds first")
     return Fold.from_dict(rows.row(0, named=True))

@@ -195,10 +195,3 @@ def incremental_slice(data: MarketData, extent: StoredExtent) -> MarketData:
         (pl.col("date") >= extent.window_start) | ~pl.col("symbol").is_in(list(extent.symbols)))
     return replace(data, bars=bars, index_bars=index_bars)
 
-
-def new_session_dates(wh: Warehouse, after) -> list:
-    """Calendar sessions dated after ``after`` (None = all)."""
-    with wh.read() as con:
-        rows = con.execute("SELECT date FROM ref.trading_calendar WHERE ? IS NULL OR date > ? ORDER BY date",
-                           [after, after]).fetchall()
-    return [r[0] for r in rows]

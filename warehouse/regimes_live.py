@@ -3,20 +3,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from warehouse.db import Warehouse, query_pl, scalar
+from warehouse.db import Warehouse, query_pl, table_exists
 
 LIVE_TABLE = "regimes.sector_hmm_live"
-
-
-def _exists(con) -> bool:
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'regimes' "
-                            "AND table_name = 'sector_hmm_live'"))
 
 
 def read_live_states(wh: Warehouse, since=None) -> pl.DataFrame:
     """All rows (``fold, sector, date, p_*, state``) dated on/after ``since``; empty when never built."""
     with wh.read() as con:
-        if not _exists(con):
+        if not table_exists(con, LIVE_TABLE):
             return pl.DataFrame(schema={"fold": pl.Utf8, "sector": pl.Utf8, "date": pl.Date, "state": pl.Utf8})
         return query_pl(con, f"SELECT * FROM {LIVE_TABLE} WHERE ? IS NULL OR date >= ? ORDER BY sector, date",
                         [since, since])
@@ -25,7 +20,7 @@ def read_live_states(wh: Warehouse, since=None) -> pl.DataFrame:
 def sector_states_on(wh: Warehouse, days: list) -> tuple[str | None, dict, dict]:
     """``(fold, {date: {sector: state}}, {date: {sector: {p_<state>: prob}}})`` for ``days``."""
     with wh.read() as con:
-        if not _exists(con):
+        if not table_exists(con, LIVE_TABLE):
             return None, {}, {}
         rows = query_pl(con, f"SELECT * FROM {LIVE_TABLE} WHERE date IN (SELECT unnest(?)) ORDER BY date, sector",
                         [list(days)])
