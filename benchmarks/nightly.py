@@ -29,7 +29,7 @@ def _setup(data_dir: Path, base: Path) -> None:
 
     from ml.data.csv_source import CsvMarketSource
     from ml.data.universe import Universe
-    from orchestration.definitions import defs
+    from orchestration.definitions import definitions_with
     from orchestration.partitions import FOLDS
     from orchestration.resources import MarketDataResource, WarehouseResource
 
@@ -38,11 +38,9 @@ def _setup(data_dir: Path, base: Path) -> None:
     days = spy.sort("date")["date"]
     last, before = days[-1], days[-2]
     print(f"setup: snapshot {data_dir} ends {last}; preparing the warehouse through {before}", flush=True)
-    resources = {**defs.resources,
-                 "market": MarketDataResource(source="csv", data_dir=str(data_dir), history_end=str(before)),
-                 "warehouse": WarehouseResource(path=str(base / "regimeflow.duckdb"))}
-    local = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
-                           executor=defs.executor, resources=resources)
+    local = definitions_with(
+        market=MarketDataResource(source="csv", data_dir=str(data_dir), history_end=str(before)),
+        warehouse=WarehouseResource(path=str(base / "regimeflow.duckdb")))
     instance = dg.DagsterInstance.ephemeral()
     quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     for job, key in (("prepare", None), ("fold", "newest"), ("decide", None)):

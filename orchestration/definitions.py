@@ -41,3 +41,11 @@ defs = dg.Definitions(
         "monitoring": MonitoringResource(),
     },
 )
+
+
+def definitions_with(**resources) -> dg.Definitions:
+    """``defs`` with some resources replaced (tests, benchmarks, notebooks): the same assets, checks, jobs,
+    schedules, sensors and executor, e.g. ``definitions_with(warehouse=WarehouseResource(path=...))``."""
+    return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
+                          schedules=defs.schedules, sensors=defs.sensors, executor=defs.executor,
+                          resources={**defs.resources, **resources})

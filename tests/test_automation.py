@@ -17,7 +17,7 @@ from assets.keys import (
 from ml.data.csv_source import write_csv_dir
 from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
-from orchestration.definitions import defs
+from orchestration.definitions import definitions_with
 from orchestration.resources import FeatureStoreResource, MarketDataResource, WarehouseResource
 
 pytestmark = pytest.mark.slow
@@ -31,13 +31,11 @@ def _setup(tmp_path, corrupt: bool):
         frame = pl.read_csv(spy, try_parse_dates=True)
         frame.with_columns(pl.when(pl.col("date") == frame["date"][30]).then(pl.col("open") * 1.3)
                            .otherwise(pl.col("open")).alias("open")).write_csv(spy)
-    local = dg.Definitions(
-        assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, executor=defs.executor,
-        resources={**defs.resources,
-                   "warehouse": WarehouseResource(path=str(tmp_path / "wh.duckdb")),
-                   "market": MarketDataResource(source="csv", data_dir=str(csv_dir), include_stocks=False,
-                                                history_start="2019-01-01"),
-                   "features": FeatureStoreResource(lookahead_cutoffs=2)})
+    local = definitions_with(
+        warehouse=WarehouseResource(path=str(tmp_path / "wh.duckdb")),
+        market=MarketDataResource(source="csv", data_dir=str(csv_dir), include_stocks=False,
+                                  history_start="2019-01-01"),
+        features=FeatureStoreResource(lookahead_cutoffs=2))
     instance = dg.DagsterInstance.ephemeral()
     first = dg.evaluate_automation_conditions(defs=local, instance=instance)  # the sensor's first tick
     assert first.total_requested == 0

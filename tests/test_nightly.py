@@ -17,7 +17,7 @@ from ml.data.market import MarketData
 from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
 from orchestration.audit import replay_log
-from orchestration.definitions import defs
+from orchestration.definitions import definitions_with
 from orchestration.partitions import FOLDS
 from orchestration.resources import (
     FeatureStoreResource,
@@ -54,18 +54,15 @@ class Pipeline:
                                            reports_dir=str(tmp / "reports"))
         self.wh = self.warehouse.get()
         self.instance = dg.DagsterInstance.ephemeral()
-        self.defs = dg.Definitions(
-            assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs, executor=defs.executor,
-            resources={
-                **defs.resources,
-                "warehouse": self.warehouse,
-                "market": MarketDataResource(source="csv", data_dir=str(self.csv), include_stocks=False,
-                                             sector_etfs=SECTOR_ETFS, history_start="2008-01-01"),
-                "features": FeatureStoreResource(lookahead_cutoffs=2),
-                "regimes": RegimeResource(hmm_restarts=1),
-                "prescreen": PrescreenResource(cv_splits=2, n_jobs=1),
-                "policy": PolicyResource(total_steps=4096, num_envs=16, episode_length=128),
-            })
+        self.defs = definitions_with(
+            warehouse=self.warehouse,
+            market=MarketDataResource(source="csv", data_dir=str(self.csv), include_stocks=False,
+                                      sector_etfs=SECTOR_ETFS, history_start="2008-01-01"),
+            features=FeatureStoreResource(lookahead_cutoffs=2),
+            regimes=RegimeResource(hmm_restarts=1),
+            prescreen=PrescreenResource(cv_splits=2, n_jobs=1),
+            policy=PolicyResource(total_steps=4096, num_envs=16, episode_length=128),
+        )
 
     def publish(self, last: date, market: MarketData | None = None) -> None:
         """What the vendor has published by tonight: the CSV directory rewritten through ``last``."""

@@ -163,13 +163,12 @@ def test_drift_sensor_without_a_policy_explains_itself(tmp_path, market):
 
 
 def test_run_failure_sensor_records_the_failure(tmp_path, market):
-    from orchestration.definitions import defs
+    from orchestration.definitions import definitions_with
 
     res = WarehouseResource(path=str(tmp_path / "wh.duckdb"))
     wi.ingest_market(res.get(), market, run_id="t")
     instance = dg.DagsterInstance.ephemeral()
-    job = dg.Definitions(assets=defs.assets, jobs=defs.jobs, executor=defs.executor,
-                         resources={**defs.resources, "warehouse": res}).resolve_job_def("decide")
+    job = definitions_with(warehouse=res).resolve_job_def("decide")
     result = job.execute_in_process(instance=instance, raise_on_error=False, tags={"regimeflow/trigger": "test"})
     assert not result.success
     ctx = dg.build_run_status_sensor_context(
