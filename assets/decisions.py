@@ -79,8 +79,9 @@ def _decision_rows(context, panel, last: Optional[date], first_date: Optional[st
     return [int(i) for i in np.nonzero(dates >= np.datetime64(start, "D"))[0]]
 
 
-def _prescreen_context(context, wh, fold_key: str, days: list[date], tickers: list[str]) -> dict:
-    """{date: {ticker: {regime, buy_probability, sell_probability}}} from the fold's prescreen models."""
+def _prescreen_context(context, wh, fold_key: str, days: list[date], tickers: list[str], vix: pl.DataFrame) -> dict:
+    """{date: {ticker: {regime, buy_probability, sell_probability}}} from the fold's prescreen models;
+    ``vix``: the ``regimes.vix`` rows of ``days`` (they route each day to its regime's model)."""
     try:
         models = load_fold_prescreen(wh, fold_key)
     except dg.Failure as exc:  # context only: the decision does not depend on it
@@ -89,7 +90,7 @@ def _prescreen_context(context, wh, fold_key: str, days: list[date], tickers: li
         return {}
     feats = read_table(wh, FEATURES_TABLE, "WHERE date IN (SELECT unnest(?)) AND ticker IN (SELECT unnest(?))",
                        [days, tickers])
-    scores = score_prescreen(models, feats, read_table(wh, "regimes.vix", "WHERE date IN (SELECT unnest(?))", [days]))
+    scores = score_prescreen(models, feats, vix)
     out: dict = {}
     for r in scores.iter_rows(named=True):
         out.setdefault(r["date"], {})[r["ticker"]] = {
@@ -131,7 +132,7 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
     vix = read_table(wh, "regimes.vix", "WHERE date IN (SELECT unnest(?))", [days])
     vix_ctx = {r["date"]: r for r in vix.iter_rows(named=True)}
     hmm_fold, states, probs = sector_states_on(wh, days)
-    scores = _prescreen_context(context, wh, fold_key, days, assets)
+    scores = _prescreen_context(context, wh, fold_key, days, assets, vix)
     source, version = warehouse_source(wh), code_version()
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     breaker_json = json.dumps((breaker or CircuitBreakerConfig()).model_dump(mode="json"))

@@ -108,7 +108,7 @@ def decide_sessions(
         raise ValueError(f"panel observation layout {names} does not match the policy's {policy.obs_names}")
     cfg = policy.env_config
     feats = np.clip(panel.features(cfg.term_structure, cfg.extra_features), -cfg.clip_obs, cfg.clip_obs)
-    window = breaker.drawdown_window if breaker is not None else 252
+    window = (breaker or CircuitBreakerConfig()).drawdown_window  # the paper track's drawdown, breaker on or off
     equity = list(state.equity)
     held_prev, target_prev, last = state.held, state.target, state.last_date
     prev_row = None if last is None else int(np.searchsorted(panel.dates, np.datetime64(last, "D")))

@@ -146,8 +146,8 @@ class BreakerTracker:
         self.activations: list[tuple[int, str]] = []
 
     def drawdown(self) -> float:
-        window = self._equity[-self.config.drawdown_window:]
-        return window[-1] / max(window) - 1.0
+        w = self.config.drawdown_window
+        return float(trailing_drawdown(np.array(self._equity[-w:]), w)[-1])
 
     def adjust(self, row: int, weights: np.ndarray) -> np.ndarray:
         dd = self.drawdown()

@@ -12,6 +12,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from assets._models import load_fold_policy
 from ml.envs.market_panel import build_panel
 from ml.folds import SEED_FOLD_KEY, pipeline_folds
 from ml.monitoring import feature_psi, paper_decay, state_shift
@@ -20,7 +21,7 @@ from orchestration.partitions import FOLDS, folds_partitions
 from orchestration.resources import MonitoringResource, WarehouseResource
 from orchestration.schedules import TRIGGER_TAG, automation_default_status
 from warehouse import ingest as wi
-from warehouse.artifacts import artifact, newest_fold_with
+from warehouse.artifacts import newest_fold_with
 from warehouse.decisions import recent_decisions
 from warehouse.folds import read_fold
 from warehouse.ops import record_run_failure
@@ -104,10 +105,7 @@ class DriftReport:
 
 
 def _feature_drift(snap, fold, cfg: MonitoringResource, report: DriftReport) -> None:
-    from ml.agents.checkpoint import load_checkpoint
-
-    rec = artifact(snap, fold.key, "policy_ppo")
-    policy = load_checkpoint(rec["path"])
+    policy, _ = load_fold_policy(snap, fold.key)  # SHA-256 checked against models.artifacts
     assets = list(policy.assets)
     panel = build_panel(wi.read_bars(snap, assets), wi.read_index_bars(snap), assets)
     env = policy.env_config
