@@ -72,12 +72,6 @@ def policy_weights(policy, observation: np.ndarray) -> np.ndarray:
         return torch.softmax(logits, dim=-1)[0].numpy().astype(np.float64)
 
 
-def _observation(policy, feats: np.ndarray, held: np.ndarray) -> np.ndarray:
-    cfg = policy.env_config
-    obs = np.clip(np.concatenate([feats, held]), -cfg.clip_obs, cfg.clip_obs)
-    return obs.astype(np.dtype(cfg.dtype)).astype(np.float64)  # the env's dtype, stored losslessly
-
-
 def _apply_breaker(weights: np.ndarray, assets: Sequence[str], vix: float, drawdown: float,
                    breaker: CircuitBreakerConfig | None) -> tuple[np.ndarray, bool, str]:
     if breaker is None:
@@ -107,7 +101,7 @@ def decide_sessions(
     if policy.obs_names and names != policy.obs_names:
         raise ValueError(f"panel observation layout {names} does not match the policy's {policy.obs_names}")
     cfg = policy.env_config
-    feats = np.clip(panel.features(cfg.term_structure, cfg.extra_features), -cfg.clip_obs, cfg.clip_obs)
+    feats = cfg.obs_features(panel)
     window = (breaker or CircuitBreakerConfig()).drawdown_window  # the paper track's drawdown, breaker on or off
     equity = list(state.equity)
     held_prev, target_prev, last = state.held, state.target, state.last_date
@@ -133,7 +127,7 @@ def decide_sessions(
             equity.append(equity[-1] * growth)
         equity = equity[-window:]
         dd = float(trailing_drawdown(np.array(equity), window)[-1])
-        obs = _observation(policy, feats[t], held)
+        obs = cfg.observation(feats[t], held).astype(np.float64)  # the env's dtype, stored losslessly
         w_policy = policy_weights(policy, obs)
         vix = float(panel.vix[t])
         target, active, reason = _apply_breaker(w_policy, panel.assets, vix, dd, breaker)

@@ -100,6 +100,15 @@ class EnvConfig(BaseModel):
             *(f"w.{a}" for a in panel.assets), "w.cash"
         ]
 
+    def obs_features(self, panel: MarketPanel) -> np.ndarray:
+        """The per-date part of every observation ``[T, F]``: the panel's feature block, clipped to ``±clip_obs``."""
+        return np.clip(panel.features(self.term_structure, self.extra_features), -self.clip_obs, self.clip_obs)
+
+    def observation(self, features_row: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """One observation: a row of :meth:`obs_features` then the weights held (cash last), clipped, in ``dtype``."""
+        obs = np.concatenate([features_row, weights])
+        return np.clip(obs, -self.clip_obs, self.clip_obs).astype(self.dtype)
+
 
 # ----------------------------------------------------------------------------------------------------
 # Array-agnostic semantics (NumPy arrays or Torch tensors, any leading batch shape)
@@ -202,7 +211,7 @@ class PortfolioEnv(gym.Env):
         self.panel = panel
         self.cfg = cfg = config or EnvConfig()
         self.start_idx, self.end_idx = _check_window(panel, start_idx, panel.n_dates - 1 if end_idx is None else end_idx)
-        self._feat = np.clip(panel.features(cfg.term_structure, cfg.extra_features), -cfg.clip_obs, cfg.clip_obs)
+        self._feat = cfg.obs_features(panel)
         self._ret = panel.returns
         self._vix = panel.vix
         self._eq = _equity_mask(panel, cfg)
@@ -214,8 +223,7 @@ class PortfolioEnv(gym.Env):
         self._t = self.start_idx
 
     def _obs(self) -> np.ndarray:
-        obs = np.concatenate([self._feat[self._t], self._w])
-        return np.clip(obs, -self.cfg.clip_obs, self.cfg.clip_obs).astype(self._dtype)
+        return self.cfg.observation(self._feat[self._t], self._w)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -299,7 +307,7 @@ class BatchedPortfolioEnv:
         self.return_final_obs = return_final_obs
         A = panel.n_assets
         self.n_assets = A
-        feat = np.clip(panel.features(cfg.term_structure, cfg.extra_features), -cfg.clip_obs, cfg.clip_obs)
+        feat = cfg.obs_features(panel)
         self.n_features = F = feat.shape[1]
         self.obs_dim = F + A + 1
         # everything the rollout needs, on the device once (assets/features first)
