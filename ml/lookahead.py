@@ -40,6 +40,8 @@ from datetime import date
 import numpy as np
 import polars as pl
 
+from ml.reports.markdown import markdown_table, plain_value
+
 FeatureFn = Callable[..., pl.DataFrame | pl.LazyFrame]
 
 DEFAULT_RTOL = 1e-9
@@ -47,6 +49,9 @@ DEFAULT_ATOL = 1e-12
 VARIANTS: tuple[str, str] = ("truncated", "garbage")
 _SUFFIX = "__variant"
 _ENGINE = "in-memory"
+_MD_COLUMNS = (
+    "feature", "status", "max abs diff", "mismatches / compared", "first offending date", "ticker", "cutoff (variant)",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -124,27 +129,29 @@ class LookaheadReport:
         lines = [f"**{self.summary()}**", ""]
         lines.append("Cutoffs: " + ", ".join(d.isoformat() for d in self.cutoffs))
         lines += [f"> {n}" for n in self.notes]
-        lines += [
-            "",
-            "| feature | status | max abs diff | mismatches / compared | first offending date | ticker "
-            "| cutoff (variant) |",
-            "|---|---|---|---|---|---|---|",
-        ]
         ordered = sorted(self.checks, key=lambda c: (c.passed, c.feature))
-        for c in ordered[:max_rows]:
-            diff = "n/a" if c.max_abs_diff is None else f"{c.max_abs_diff:.3g}"
-            first = c.first_offending_date.isoformat() if c.first_offending_date else ""
-            cut = (
-                f"{c.first_offending_cutoff.isoformat()} ({c.first_offending_variant})"
-                if c.first_offending_cutoff
-                else ""
-            )
-            lines.append(
-                f"| {c.feature} | {'pass' if c.passed else '**LEAK**'} | {diff} | "
-                f"{c.n_mismatches:,} / {c.n_compared:,} | {first} | {c.first_offending_ticker or ''} | {cut} |"
-            )
-        if len(ordered) > max_rows:
-            lines.append(f"| ... {len(ordered) - max_rows} more (all passed) | | | | | | |")
+        rows = [
+            {
+                "feature": c.feature,
+                "status": "pass" if c.passed else "**LEAK**",
+                "max abs diff": "n/a" if c.max_abs_diff is None else f"{c.max_abs_diff:.3g}",
+                "mismatches / compared": f"{c.n_mismatches:,} / {c.n_compared:,}",
+                "first offending date": c.first_offending_date.isoformat() if c.first_offending_date else None,
+                "ticker": c.first_offending_ticker,
+                "cutoff (variant)": (
+                    f"{c.first_offending_cutoff.isoformat()} ({c.first_offending_variant})"
+                    if c.first_offending_cutoff
+                    else None
+                ),
+            }
+            for c in ordered[:max_rows]
+        ]
+        table = pl.DataFrame(rows, schema=dict.fromkeys(_MD_COLUMNS, pl.Utf8))
+        lines += ["", markdown_table(table, max_rows=None, formatter=plain_value)]
+        rest = ordered[max_rows:]
+        if rest:
+            leaking = sum(not c.passed for c in rest)
+            lines.append(f"\n_… {len(rest)} more features ({f'{leaking} leaking' if leaking else 'all passed'})_")
         return "\n".join(lines)
 
     def raise_if_failed(self) -> None:

@@ -33,11 +33,30 @@ def equity_curve(returns: np.ndarray) -> np.ndarray:
     return np.cumprod(1.0 + np.asarray(returns, dtype=float))
 
 
+def drawdown(equity: np.ndarray, *, start_peak: float | None = 1.0, window: int | None = None) -> np.ndarray:
+    """Drawdown at each point of an equity curve: ``equity_t / peak_t - 1`` (fraction <= 0).
+
+    ``peak_t`` is the highest equity up to and including t, and at least ``start_peak`` (the starting
+    capital counts as a peak; ``None``: only the curve's own points). With ``window``, the peak is taken
+    over the last ``window`` points only (a trailing drawdown, as the circuit breaker uses).
+    The project's one drawdown implementation: metrics, reports, crisis windows and the breaker call it."""
+    e = np.asarray(equity, dtype=np.float64)
+    if e.size == 0:
+        return e.copy()
+    if window is None:
+        peak = np.maximum.accumulate(e)
+    else:
+        padded = np.concatenate([np.full(int(window) - 1, -np.inf), e])
+        peak = np.lib.stride_tricks.sliding_window_view(padded, int(window)).max(axis=1)
+    if start_peak is not None:
+        peak = np.maximum(peak, start_peak)
+    return e / peak - 1.0
+
+
 def max_drawdown(returns: np.ndarray) -> float:
     """Most negative equity / running peak - 1 (the starting equity 1.0 counts as a peak); 0 if none."""
     eq = equity_curve(returns)
-    peak = np.maximum.accumulate(np.concatenate([[1.0], eq]))[1:]
-    return float((eq / peak - 1.0).min()) if eq.size else 0.0
+    return float(drawdown(eq).min()) if eq.size else 0.0
 
 
 def cagr(returns: np.ndarray) -> float:
@@ -133,14 +152,14 @@ def drawdown_info(
     if r.size == 0:
         return DrawdownInfo(0.0, None, None, None, 0, None, None, None)
     eq = np.concatenate([[1.0], np.cumprod(1.0 + r)])  # eq[k+1] = equity after day k
-    peak = np.maximum.accumulate(eq)
-    dd = eq / peak - 1.0
+    dd = drawdown(eq)
     k = int(np.argmin(dd))
     mdd = float(dd[k])
     if mdd >= 0.0:
         return DrawdownInfo(0.0, None, None, None, 0, None, None, None)
-    p = int(np.flatnonzero(eq[: k + 1] == peak[k])[-1])
-    after = np.flatnonzero(eq[k + 1 :] >= peak[k])
+    peak = eq[: k + 1].max()
+    p = int(np.flatnonzero(eq[: k + 1] == peak)[-1])
+    after = np.flatnonzero(eq[k + 1 :] >= peak)
     rec = None if after.size == 0 else int(k + 1 + after[0])
     return DrawdownInfo(
         max_drawdown=mdd,

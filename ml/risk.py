@@ -12,7 +12,7 @@ defensive assets (default TLT/GLD, equal split) when ``destination="defensive"``
 the simplex (non-negative, sums to 1). Both inputs are known at the close of t, so the overlay is causal.
 
 It is off by default in research folds (the policy is judged on its own) and on by default for the
-daily decision (see ``orchestration.resources.RiskResource``).
+daily decision (see ``infra.resources.RiskResource``).
 """
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ml.data.universe import DEFENSIVE_ASSETS, EQUITY_ASSETS
+from ml.metrics import drawdown
 
 __all__ = ["BreakerOutcome", "BreakerTracker", "CircuitBreakerConfig", "apply_circuit_breaker", "trailing_drawdown"]
 
@@ -36,9 +39,9 @@ class CircuitBreakerConfig(BaseModel):
                                          description="trailing drawdown (fraction, 0.15 = -15%) that trips it")
     drawdown_window: int = Field(default=252, ge=2, description="sessions of the trailing equity peak")
     max_equity_weight: float = Field(default=0.25, ge=0.0, le=1.0, description="cap on the equity weight when tripped")
-    equity_assets: tuple[str, ...] = ("SPY", "QQQ")
+    equity_assets: tuple[str, ...] = EQUITY_ASSETS
     destination: Literal["cash", "defensive"] = "cash"
-    defensive_assets: tuple[str, ...] = ("TLT", "GLD")
+    defensive_assets: tuple[str, ...] = DEFENSIVE_ASSETS
 
     @model_validator(mode="after")
     def _check(self) -> CircuitBreakerConfig:
@@ -122,14 +125,10 @@ def apply_circuit_breaker(
     return BreakerOutcome(out, vix_trip, dd_trip, equity, moved)
 
 
-def trailing_drawdown(equity: np.ndarray, window: int) -> np.ndarray:
-    """``equity_t / max(equity_{t-window+1..t}) - 1`` per row (fraction <= 0; shorter windows at the start)."""
-    e = np.asarray(equity, dtype=np.float64)
-    if e.size == 0:
-        return e
-    pad = np.concatenate([np.full(window - 1, -np.inf), e])
-    peak = np.lib.stride_tricks.sliding_window_view(pad, window).max(axis=1)
-    return e / peak - 1.0
+def trailing_drawdown(equity: np.ndarray, window: int) -> float:
+    """The breaker's drawdown input at the last point of ``equity``: ``equity_t / max(equity over the last
+    window points) - 1`` (fraction <= 0; fewer points at the start). See :func:`ml.metrics.drawdown`."""
+    return float(drawdown(np.asarray(equity, dtype=np.float64)[-int(window):], start_peak=None)[-1])
 
 
 class BreakerTracker:
@@ -146,8 +145,7 @@ class BreakerTracker:
         self.activations: list[tuple[int, str]] = []
 
     def drawdown(self) -> float:
-        w = self.config.drawdown_window
-        return float(trailing_drawdown(np.array(self._equity[-w:]), w)[-1])
+        return trailing_drawdown(np.array(self._equity), self.config.drawdown_window)
 
     def adjust(self, row: int, weights: np.ndarray) -> np.ndarray:
         dd = self.drawdown()

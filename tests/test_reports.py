@@ -5,16 +5,21 @@ import base64
 import re
 import struct
 from datetime import UTC, date, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
+import jinja2
 import numpy as np
 import polars as pl
 import pytest
 
 from ml.folds import Fold
+from ml.lookahead import FeatureCheck, LookaheadReport
 from ml.metrics import cagr, max_drawdown, sharpe
+from ml.regimes.vix import VixRegimeConfig
 from ml.reports import analysis as an
 from ml.reports import charts as ch
+from ml.reports import markdown as md
 from ml.reports.html import (
     SECTION_TITLES,
     ReportContext,
@@ -22,6 +27,7 @@ from ml.reports.html import (
     markdown_table,
     render_report,
     save_charts,
+    template_environment,
     write_report,
 )
 
@@ -454,6 +460,158 @@ def test_markdown_table_and_formatting(synth):
     assert format_value("sharpe", float("nan")) == "–" and format_value("cagr", None) == "–"
     assert format_value("max_dd_peak", date(2020, 2, 19)) == "2020-02-19"
     assert "more rows" in markdown_table(synth["daily"], max_rows=3)
+
+
+class _Structure(HTMLParser):
+    """Checks that tags nest (void elements aside) and collects nav links, section ids and headings."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input", "col", "area", "base", "source", "wbr"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.nav_links: list[str] = []
+        self.section_ids: list[str] = []
+        self.headings: list[str] = []
+        self._h2: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.counts[tag] = self.counts.get(tag, 0) + 1
+        if tag == "a" and "nav" in self.stack:
+            self.nav_links.append(a.get("href", ""))
+        if tag == "section":
+            self.section_ids.append(a.get("id", ""))
+        if tag == "h2":
+            self._h2 = []
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag == "h2" and self._h2 is not None:
+            self.headings.append("".join(self._h2).strip())
+            self._h2 = None
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data):
+        if self._h2 is not None:
+            self._h2.append(data)
+
+
+def _structure(html: str) -> _Structure:
+    p = _Structure()
+    p.feed(html)
+    p.close()
+    return p
+
+
+def test_html_template_output_is_well_formed(synth, synthetic_report):
+    _, full = synthetic_report
+    small = render_report("Metrics only", ReportContext(source="csv", metrics=synth["metrics"], charts={}))
+    for html, expected in ((full, list(SECTION_TITLES)), (small, ["provenance", "metrics"])):
+        p = _structure(html)
+        assert not p.errors and not p.stack, (p.errors[:5], p.stack)
+        assert all(p.counts.get(t) == 1 for t in ("html", "head", "body", "style", "nav", "main", "footer"))
+        # every nav entry has its section, in SECTION_TITLES order, and every section is in the nav
+        assert p.nav_links == [f"#{sid}" for sid in p.section_ids]
+        assert p.section_ids == expected
+        assert p.headings == [SECTION_TITLES[sid] for sid in expected]
+        assert p.counts.get("section") == len(expected) and p.counts.get("script") is None
+    css = full[full.index("<style>") : full.index("</style>")]
+    assert "tr.hl td{" in css and "&#34;" not in css  # the stylesheet is inlined as is (not escaped)
+
+
+def test_template_environment_is_strict_and_escapes():
+    env = template_environment()
+    assert env is template_environment()  # built once
+    assert env.undefined is jinja2.StrictUndefined
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("{{ missing }}").render()
+    out = env.from_string("{{ v|fmt('cagr') }} {{ s }} {{ 'sharpe_2x'|label }} {{ -0.1|cellclass('cagr') }}").render(
+        v=0.1234, s="<b>&</b>"
+    )
+    assert out == "12.3% &lt;b&gt;&amp;&lt;/b&gt; Sharpe @ 2x num neg"
+
+
+def test_html_escapes_user_strings(synth):
+    metrics = synth["metrics"].with_columns(pl.col("strategy").replace("ppo", "<b>ppo</b>"))
+    ctx = ReportContext(
+        source="csv", code_version='"><img src=x>', source_detail="<i>snap</i>", strategy="<b>ppo</b>",
+        notes=["<script>alert(1)</script>"], extra={"<k>": "<v & w>"}, seeds="<7>", metrics=metrics, charts={},
+    )  # fmt: skip
+    html = render_report("t", ctx)
+    for raw in ("<b>ppo</b>", "<script>", "<img src=x>", "<i>snap</i>", "<k>", "<v & w>", "<7>"):
+        assert raw not in html, raw
+    for escaped in ("&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;i&gt;snap&lt;/i&gt;", "&lt;v &amp; w&gt;",
+                    "&#34;&gt;&lt;img src=x&gt;", '<tr class="hl"><td class="">&lt;b&gt;ppo&lt;/b&gt;</td>'):  # fmt: skip
+        assert escaped in html, escaped
+    assert not _structure(html).errors
+
+
+def test_vix_bucket_edges_come_from_the_config():
+    alloc, vix = _tiny_alloc_vix()
+    cfg = VixRegimeConfig(bucket_edges=(15.0, 20.0, 31.0, 35.0))  # VIX 30 moves from stress to elevated
+
+    def derived(config):
+        ctx = ReportContext(source="csv", allocations=alloc, vix=vix, vix_config=config, charts={})
+        return ctx, ctx.with_derived().vix_buckets
+
+    _, default = derived(None)
+    ctx, custom = derived(cfg)
+    assert default["vix_range"].to_list() == ["< 15", "[15, 20)", "[20, 25)", "[25, 35)", ">= 35"]
+    assert custom["vix_range"].to_list() == ["< 15", "[15, 20)", "[20, 31)", "[31, 35)", ">= 35"]
+    assert custom["days"].to_list() == [2, 1, 2, 0, 1] and default["days"].to_list() == [2, 1, 1, 1, 1]
+    assert custom.equals(an.allocation_by_vix_bucket(alloc, vix, "ppo", config=cfg))  # = what the warehouse reads
+
+    html = render_report("buckets", ctx)
+    text = "calm &lt; 15 ≤ normal &lt; 20 ≤ elevated &lt; 31 ≤ stress &lt; 35 ≤ panic"
+    assert text in html and "[20, 31)" in html and "[31, 35)" in html and "[20, 25)" not in html
+    assert text.replace("31", "25") in render_report("buckets", derived(None)[0])
+
+
+def test_one_markdown_renderer():
+    assert markdown_table is md.markdown_table  # the HTML module re-exports the shared renderer
+    frame = pl.DataFrame({"name": ["a|b", "multi\nline", None], "x": [1.234567, None, 1e-7], "n": [1, 2, 3]})
+    plain = md.markdown_table(frame, formatter=md.plain_value)
+    assert plain.splitlines() == [
+        "| name | x | n |",
+        "|---|---:|---:|",
+        "| a\\|b | 1.235 | 1 |",
+        "| multi line |  | 2 |",
+        "|  | 1e-07 | 3 |",
+    ]
+    assert md.markdown_table(frame).splitlines()[2] == "| a\\|b | 1.235 | 1 |"  # report rules (no column kinds)
+    assert md.markdown_table(frame).splitlines()[3] == "| multi line | – | 2 |"
+    many = pl.DataFrame({"i": list(range(120))})
+    assert len(md.markdown_table(many, max_rows=None).splitlines()) == 2 + 120
+    assert md.markdown_table(many).endswith("_… 70 more rows_")
+    assert md.markdown_table(pl.DataFrame()) == "_(empty)_"
+    assert md.plain_value("x", 0.123456, digits=2) == "0.12" and md.plain_value("x", True) == "True"
+
+
+def test_lookahead_markdown_uses_the_shared_renderer():
+    checks = (
+        FeatureCheck("rsi_14", True, 3, 1000, 0, 0.0),
+        FeatureCheck("leak", False, 3, 1000, 12345, 0.0123456, date(2020, 1, 2), "AAA", date(2020, 1, 5), "garbage"),
+        FeatureCheck("nodiff", True, 3, 0, 0, None),
+    )
+    report = LookaheadReport(checks, (date(2020, 1, 4), date(2020, 1, 5)), 1e-9, 1e-12, 5000, 1.0, notes=("a note",))
+    lines = report.to_markdown().splitlines()
+    assert lines[0].startswith("**Look-ahead check FAILED (1 leaking)") and lines[2] == "Cutoffs: 2020-01-04, 2020-01-05"
+    assert lines[3:5] == ["> a note", ""]
+    table = lines[5:]
+    assert table[0] == (
+        "| feature | status | max abs diff | mismatches / compared | first offending date | ticker | cutoff (variant) |"
+    )
+    assert table[1] == "|---|---|---|---|---|---|---|"
+    assert table[2] == "| leak | **LEAK** | 0.0123 | 12,345 / 1,000 | 2020-01-02 | AAA | 2020-01-05 (garbage) |"
+    assert table[3:] == ["| nodiff | pass | n/a | 0 / 0 |  |  |  |", "| rsi_14 | pass | 0 | 0 / 1,000 |  |  |  |"]
+    assert report.to_markdown(max_rows=1).endswith("_… 2 more features (all passed)_")
 
 
 def test_reports_layer_has_no_dagster_or_duckdb():

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from ml.metrics import drawdown
 from ml.risk import BreakerTracker, CircuitBreakerConfig, apply_circuit_breaker, trailing_drawdown
 
 ASSETS = ("SPY", "QQQ", "TLT", "GLD")
@@ -66,8 +67,11 @@ def test_config_errors_are_clear():
 
 def test_trailing_drawdown_and_tracker():
     e = np.array([1.0, 1.2, 0.9, 1.0, 1.1])
-    np.testing.assert_allclose(trailing_drawdown(e, 10), [0, 0, -0.25, 1 / 1.2 - 1, 1.1 / 1.2 - 1])
-    np.testing.assert_allclose(trailing_drawdown(e, 2), [0, 0, -0.25, 0, 0])
+    np.testing.assert_allclose(drawdown(e, start_peak=None, window=10), [0, 0, -0.25, 1 / 1.2 - 1, 1.1 / 1.2 - 1])
+    np.testing.assert_allclose(drawdown(e, start_peak=None, window=2), [0, 0, -0.25, 0, 0])
+    assert trailing_drawdown(e, 10) == pytest.approx(1.1 / 1.2 - 1) and trailing_drawdown(e, 2) == 0.0
+    assert trailing_drawdown(e[:3], 2) == pytest.approx(-0.25)
+    np.testing.assert_allclose(drawdown(np.array([0.9, 1.1, 1.0])), [-0.1, 0.0, 1 / 1.1 - 1])  # start 1.0 = a peak
     vix = np.array([20.0, 35.0, 20.0])
     tracker = BreakerTracker(CircuitBreakerConfig(drawdown_limit=0.2, drawdown_window=5), ASSETS, vix)
     assert np.array_equal(tracker.adjust(0, W), W)

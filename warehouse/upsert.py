@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 import duckdb
 import polars as pl
 
+from warehouse.db import quote_ident as _ident
+
 
 @dataclass(frozen=True)
 class UpsertCounts:
@@ -24,10 +26,6 @@ class UpsertCounts:
     @property
     def unchanged(self) -> int:
         return self.rows_in - self.inserted - self.updated
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def upsert(

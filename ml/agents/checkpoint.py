@@ -1,6 +1,6 @@
 """Save / load PPO policies as self-describing ``torch.save`` files readable with ``weights_only=True``.
 
-File content (only tensors and primitive containers, so ``torch.load(..., weights_only=True)`` works):
+File content (only tensors and primitive containers, so ``torch.load`` with ``weights_only=True`` works):
 
 ``format``           ``"regimeflow.ppo_policy/1"``
 ``state_dict``       actor/critic/log-std weights **and the observation normaliser** (``obs_rms.mean``,
@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,10 @@ import torch
 from pydantic import ValidationError
 
 from ml.agents.ppo import PPOConfig, PPOPolicy
+from ml.artifacts import ArtifactIntegrityError, atomic_write, load_torch, torch_bytes
 from ml.envs.portfolio import EnvConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "checkpoint_bytes", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = "regimeflow.ppo_policy/1"
 _REQUIRED = ("format", "state_dict", "architecture", "env_config", "ppo_config", "obs_names", "assets", "data_hash")
@@ -55,11 +55,9 @@ def _versions() -> dict[str, str]:
     return {"torch": str(torch.__version__), "regimeflow": str(rf), "python": str(platform.python_version())}
 
 
-def save_checkpoint(path: str | os.PathLike, policy: PPOPolicy, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``policy`` (weights, normaliser, configs, data hash, versions) to ``path`` atomically
-    (temp file + rename). ``meta``: optional JSON-serialisable extras (e.g. fold key). Returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def checkpoint_bytes(policy: PPOPolicy, meta: dict[str, Any] | None = None) -> bytes:
+    """The checkpoint file's content: ``policy`` (weights, normaliser, configs, data hash, versions) and
+    ``meta`` (optional JSON-serialisable extras, e.g. the fold)."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "state_dict": {k: v.detach().cpu().clone() for k, v in policy.state_dict().items()},
@@ -73,15 +71,12 @@ def save_checkpoint(path: str | os.PathLike, policy: PPOPolicy, meta: dict[str, 
         "versions": _versions(),
         "meta": json.dumps(meta or {}, sort_keys=True, default=str),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return torch_bytes(payload)
+
+
+def save_checkpoint(path: str | os.PathLike, policy: PPOPolicy, meta: dict[str, Any] | None = None) -> Path:
+    """Write :func:`checkpoint_bytes` to ``path`` atomically. Returns the path."""
+    return atomic_write(path, checkpoint_bytes(policy, meta))
 
 
 def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
@@ -91,12 +86,14 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 def load_checkpoint(
     path: str | os.PathLike,
     *,
+    sha256: str | None = None,
     expected_env_config: EnvConfig | None = None,
     expected_data_hash: str | None = None,
     device: str | torch.device = "cpu",
 ) -> PPOPolicy:
-    """Load a policy saved by :func:`save_checkpoint` (``torch.load(weights_only=True)``) in eval mode.
+    """Load a policy saved by :func:`save_checkpoint` (``torch.load`` with ``weights_only=True``) in eval mode.
 
+    ``sha256``: when given, the file's content must hash to it (checked on the bytes that are loaded).
     ``expected_env_config`` / ``expected_data_hash``: when given, must equal what the checkpoint was
     trained with, else :class:`CheckpointError` names the differing fields / both hashes.
     """
@@ -104,7 +101,9 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(path, "file not found")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = load_torch(path, sha256)
+    except ArtifactIntegrityError as exc:
+        raise CheckpointError(path, str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - any unpickling/zip error means a corrupt file
         raise CheckpointError(path, f"corrupt or unreadable file ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict):

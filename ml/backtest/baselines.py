@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ml.backtest.engine import BacktestResult, RebalanceRule, backtest, month_start_mask
+from ml.data.universe import ALLOCATION_ASSETS
 from ml.regimes.vix import VixRegimeConfig
 
 if TYPE_CHECKING:
@@ -120,7 +121,7 @@ def spy_buy_hold(panel: MarketPanel, start_idx: int, end_idx: int, config: Basel
 
 def equal_weight(panel: MarketPanel, start_idx: int, end_idx: int, config: BaselineConfig | None = None) -> BaselineSchedule:
     """25% SPY/QQQ/TLT/GLD, rebalanced at the close of each month's first trading day (drifts in between)."""
-    alloc = {t: 0.25 for t in ("SPY", "QQQ", "TLT", "GLD")}
+    alloc = {t: 0.25 for t in ALLOCATION_ASSETS}
     return BaselineSchedule("equal_weight", _const(panel, start_idx, end_idx, alloc), "monthly")
 
 

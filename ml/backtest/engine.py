@@ -7,7 +7,7 @@ the close of rows ``start_idx .. end_idx-1`` (``n = end_idx - start_idx`` of the
 *earned* dates ``panel.dates[start_idx+1 .. end_idx]``.
 
 Arithmetic: every turnover, cost, net return and weight drift goes through
-:func:`ml.backtest.costs.rebalance` (and its twin :func:`~ml.backtest.costs.drift_weights`), the same
+:func:`ml.costs.rebalance` (and its twin :func:`~ml.costs.drift_weights`), the same
 code the RL environments use, so a backtest of a policy's weights reproduces the environment's net
 returns. Weights are fractions of equity over the panel's assets and cash (cash LAST, earns 0).
 
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from ml.backtest import costs as _costs
-from ml.backtest.costs import drift_weights
+from ml import costs as cost_model
+from ml.costs import drift_weights
 
 if TYPE_CHECKING:  # runtime import would make ml.backtest <-> ml.envs circular
     from ml.envs.market_panel import MarketPanel
@@ -193,7 +193,7 @@ def backtest(
                 w_new[i] = tw[i] if mask[i] else w
                 w = drift_weights(w_new[i], r[i])
 
-    res = _costs.rebalance(w_new, w_in, r, rate)
+    res = cost_model.rebalance(w_new, w_in, r, rate)  # (``rebalance`` is the schedule argument here)
     gross = np.asarray(res.gross, dtype=np.float64)
     net = np.asarray(res.net, dtype=np.float64)
     turnover = np.asarray(res.turnover, dtype=np.float64)

@@ -6,6 +6,10 @@ from datetime import date
 from pydantic import BaseModel, Field
 
 ALLOCATION_ASSETS: tuple[str, ...] = ("SPY", "QQQ", "TLT", "GLD")
+#: The allocation book's equity sleeve (what the VIX-shaped reward charges, the circuit breaker caps and
+#: the reports call "equity exposure") and its defensive sleeve.
+EQUITY_ASSETS: tuple[str, ...] = ("SPY", "QQQ")
+DEFENSIVE_ASSETS: tuple[str, ...] = ("TLT", "GLD")
 SECTOR_ETFS: dict[str, str] = {
     "XLB": "Materials",
     "XLE": "Energy",

@@ -26,12 +26,12 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from ml.metrics import TRADING_DAYS, cagr, max_drawdown, sharpe
+from ml.metrics import TRADING_DAYS, cagr, drawdown, max_drawdown, sharpe
+from ml.data.universe import EQUITY_ASSETS
 from ml.regimes.vix import BUCKETS, VixRegimeConfig
 
 __all__ = [
     "DEFAULT_CRISES",
-    "EQUITY_ASSETS",
     "CrisisWindow",
     "action_diagnostics",
     "align_vix",
@@ -50,7 +50,6 @@ __all__ = [
 VixTiming = Literal["decision", "same_day"]
 
 #: Assets whose weights sum to the "equity exposure".
-EQUITY_ASSETS: tuple[str, ...] = ("SPY", "QQQ")
 #: Largest gap (calendar days) between a row's date and the VIX row paired with it.
 VIX_TOLERANCE_DAYS = 7
 
@@ -163,8 +162,9 @@ def equity_curves(daily: pl.DataFrame) -> pl.DataFrame:
         d = d.with_columns(
             (1.0 + pl.col("net_return").cast(pl.Float64).fill_null(0.0)).cum_prod().over("strategy").alias("equity")
         )
-    peak = pl.max_horizontal(pl.col("equity").cum_max().over("strategy"), pl.lit(1.0))
-    return d.with_columns((pl.col("equity") / peak - 1.0).alias("drawdown"))
+    dd = pl.col("equity").cast(pl.Float64).map_batches(lambda s: pl.Series(drawdown(s.to_numpy())),
+                                                        return_dtype=pl.Float64)
+    return d.with_columns(dd.over("strategy").alias("drawdown"))
 
 
 def multiplier_label(m: float) -> str:
@@ -317,8 +317,7 @@ def crisis_windows(
             pre_eq = 1.0 if i0 == 0 else float(eq[i0 - 1])
             pre_peak = max(1.0, float(eq[:i0].max())) if i0 > 0 else 1.0
             seg = eq[i0 : i1 + 1]
-            running = np.maximum.accumulate(np.concatenate([[pre_peak], seg]))[1:]
-            mdd = float((seg / running - 1.0).min())
+            mdd = float(drawdown(seg, start_peak=pre_peak).min())
             t = i0 + int(np.argmin(seg))
             if eq[t] >= pre_peak - 1e-12:
                 rec_text, rec_days = "stayed above peak", None

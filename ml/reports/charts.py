@@ -25,8 +25,9 @@ from matplotlib.backends.backend_agg import (
 )
 from matplotlib.figure import Figure
 
-from ml.reports.analysis import EQUITY_ASSETS, equity_curves, weight_columns
-from ml.reports.files import atomic_write
+from ml.data.universe import EQUITY_ASSETS
+from ml.reports.analysis import equity_curves, weight_columns
+from ml.artifacts import atomic_write
 
 __all__ = [
     "ASSET_COLORS",
