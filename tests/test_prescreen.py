@@ -1,7 +1,8 @@
-"""Prescreen classifiers: purged CV, fold isolation, regime routing, artifacts, smoke fit."""
+"""Prescreen classifiers: purged CV, fold isolation, generations (causal train-window scores), regime
+routing, artifacts, smoke fit."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -17,10 +18,12 @@ from ml.prescreen import (
     SCORES_SCHEMA,
     SIDES,
     ArtifactIntegrityError,
+    Generation,
     PrescreenConfig,
     PrescreenModels,
     SlotModel,
     evaluate_prescreen,
+    generation_bounds,
     label_end_dates,
     load_models,
     purged_kfold,
@@ -40,6 +43,7 @@ FAST = PrescreenConfig(
     cv_max_rows=1500,
     n_jobs=1,
     min_rows=100,
+    generations=3,
 )
 
 
@@ -106,6 +110,116 @@ def models(data):
     return train_prescreen(feats, labels, vr, fold, FAST)
 
 
+@pytest.fixture(scope="module")
+def models_g1(data):
+    feats, labels, vr, fold = data
+    return train_prescreen(feats, labels, vr, fold, FAST.model_copy(update={"generations": 1}))
+
+
+def _all_scores(models, data) -> pl.DataFrame:
+    feats, _, vr, fold = data
+    return score_prescreen(models, feats, vr, start=fold.train_start, end=fold.test_end)
+
+
+def test_generations_train_on_labels_known_before_they_score(models, data):
+    feats, labels, vr, fold = data
+    gens = models.generations
+    assert [g.name for g in gens] == ["g1", "g2", "final"]
+    assert models.slots is gens[-1].slots and models.slot("buy", "low") is gens[-1].slot("buy", "low")
+    assert gens[-1].valid_from == fold.train_end + timedelta(days=1) and gens[-1].label_cutoff == fold.train_end
+    cal = feats.filter(fold.train_expr()).get_column("date").unique().sort().to_numpy().astype("datetime64[D]")
+    blocks = np.array_split(cal, 3)
+    assert [np.datetime64(g.valid_from, "D") for g in gens[:-1]] == [blocks[1][0], blocks[2][0]]
+    assert [np.datetime64(g.label_cutoff, "D") for g in gens[:-1]] == [blocks[0][-1], blocks[1][-1]]
+    assert [g[1:] for g in generation_bounds(cal, fold, 3)] == [(g.valid_from, g.label_cutoff) for g in gens]
+    final_rows = {k: set(zip(s.train_tickers, s.train_dates)) for k, s in gens[-1].slots.items()}
+    for g in gens:
+        assert set(g.slots) == {slot_key(s, r) for s in SIDES for r in REGIMES}
+        for key, s in g.slots.items():
+            assert s.n_train > 0
+            assert (s.train_dates >= np.datetime64(fold.train_start, "D")).all()
+            assert (s.train_label_end < np.datetime64(g.valid_from, "D")).all()
+            assert (s.train_label_end <= np.datetime64(g.label_cutoff, "D")).all()
+            assert (s.train_label_end <= np.datetime64(fold.train_end, "D")).all()
+            # same sub-sampling in every generation: an earlier generation's rows are the final's, truncated
+            assert set(zip(s.train_tickers, s.train_dates)) <= final_rows[key]
+    sizes = [g.slot("buy", "low").n_train for g in gens]
+    assert sizes == sorted(set(sizes))
+
+
+def test_train_window_scores_are_out_of_sample_generations(models, models_g1, data):
+    feats, _, vr, fold = data
+    scores = _all_scores(models, data)
+    assert dict(scores.schema) == SCORES_SCHEMA
+    gens = models.generations
+    block0 = scores.filter(pl.col("date") < gens[0].valid_from)
+    assert block0.height > 0 and block0.get_column("generation").null_count() == block0.height
+    assert block0.get_column("buy_probability").null_count() == block0.height
+    for g, nxt in zip(gens, [*(x.valid_from for x in gens[1:]), date.max]):
+        rows = scores.filter((pl.col("date") >= g.valid_from) & (pl.col("date") < nxt))
+        assert rows.height > 0 and (rows.get_column("generation") == g.name).all()
+        # every row with all features and a regime is scored
+        usable = rows.join(feats.drop_nulls(), on=["ticker", "date"], how="semi").drop_nulls("regime")
+        assert usable.height > 0.5 * rows.height
+        assert usable.get_column("buy_probability").null_count() == 0
+        assert usable.get_column("sell_probability").null_count() == 0
+    # the final generation is exactly today's model: identical test-window scores to generations=1
+    test = score_prescreen(models, feats, vr, start=fold.test_start, end=fold.test_end)
+    assert test.equals(score_prescreen(models_g1, feats, vr, start=fold.test_start, end=fold.test_end))
+    assert (test.get_column("generation") == "final").all()
+
+
+def test_generations_1_leaves_train_window_unscored(models_g1, data):
+    feats, _, vr, fold = data
+    assert [g.name for g in models_g1.generations] == ["final"]
+    assert models_g1.summary_frame().height == 6
+    scores = _all_scores(models_g1, data)
+    train = scores.filter(pl.col("date") <= fold.train_end)
+    assert train.height > 0
+    assert train.select(pl.col("generation", "buy_probability", "sell_probability").null_count().sum()).row(0) == (
+        train.height,) * 3
+    after = scores.filter(pl.col("date") > fold.train_end)
+    assert (after.get_column("generation") == "final").all()
+    assert after.get_column("buy_probability").null_count() < after.height
+
+
+def test_generation_depends_only_on_data_before_it_scores(models, data):
+    """Structural causality: retraining generation g on frames cut at its valid_from (every features,
+    labels and VIX row dated >= valid_from removed) gives the same models, so the same scores on block g."""
+    feats, labels, vr, fold = data
+    g, nxt = models.generations[1], models.generations[2]
+    cut = pl.col("date") < g.valid_from
+    short = Fold("cut", fold.train_start, g.label_cutoff, 0, g.valid_from, g.valid_from)
+    again = train_prescreen(feats.filter(cut), labels.filter(cut), vr.filter(cut), short,
+                            FAST.model_copy(update={"generations": 1}))
+    for key, s in g.slots.items():
+        r = again.slots[key]
+        assert np.array_equal(s.train_dates, r.train_dates) and np.array_equal(s.train_tickers, r.train_tickers)
+        assert s.rf_params == r.rf_params and s.hgb_params == r.hgb_params
+    block = dict(start=g.valid_from, end=nxt.valid_from - timedelta(days=1))
+    a = score_prescreen(models, feats, vr, **block)
+    b = score_prescreen(again, feats, vr, **block)  # its final generation scores every date after its cut
+    assert (a.get_column("generation") == g.name).all() and (b.get_column("generation") == "final").all()
+    assert a.drop("generation").equals(b.drop("generation"))
+    assert a.get_column("buy_probability").drop_nulls().n_unique() > 10
+
+
+def test_per_generation_evaluation(models, data):
+    feats, labels, vr, fold = data
+    ev = evaluate_prescreen(models, feats, labels, vr, per_generation=True)
+    m = ev["metrics"]
+    assert m.height == 24 and ev["calibration"].height == 8 * 10
+    assert m.group_by("generation").len().sort("generation").rows() == [("final", 8), ("g1", 8), ("g2", 8)]
+    for g in ("g1", "g2"):
+        row = m.filter((pl.col("generation") == g) & (pl.col("side") == "buy") & (pl.col("regime") == "all")).row(
+            0, named=True)
+        assert row["n_rows"] > 0 and 0 <= row["roc_auc"] <= 1
+    # g2 is evaluated on its dates only, whose labels ended by train_end
+    n_g2 = m.filter((pl.col("generation") == "g2") & (pl.col("side") == "buy") & (pl.col("regime") == "all"))
+    scored = _all_scores(models, data).filter(pl.col("generation") == "g2").drop_nulls("buy_probability")
+    assert 0 < n_g2.get_column("n_rows").item() < scored.height
+
+
 def test_models_never_see_test_rows(models, data):
     feats, labels, vr, fold = data
     assert set(models.slots) == {slot_key(s, r) for s in SIDES for r in REGIMES}
@@ -132,7 +246,10 @@ def test_models_never_see_test_rows(models, data):
     eligible = feats.filter(fold.train_expr()).drop_nulls().height
     assert 0.12 < total / eligible < 0.25
     summary = models.summary_frame()
-    assert summary.height == 6 and summary.get_column("train_last_label_end").max() <= fold.train_end
+    assert summary.height == 18 and summary.get_column("train_last_label_end").max() <= fold.train_end
+    assert summary.get_column("generation").value_counts().sort("generation").rows() == [
+        ("final", 6), ("g1", 6), ("g2", 6)
+    ]
 
 
 def test_score_and_evaluate(models, data):
@@ -149,6 +266,7 @@ def test_score_and_evaluate(models, data):
     ev = evaluate_prescreen(models, feats, labels, vr, top_fraction=0.2)
     m = ev["metrics"]
     assert m.height == 8 and set(m.get_column("regime")) == {*REGIMES, "all"}
+    assert (m.get_column("generation") == "final").all()
     all_buy = m.filter((pl.col("side") == "buy") & (pl.col("regime") == "all")).row(0, named=True)
     assert 0 <= all_buy["roc_auc"] <= 1 and 0 <= all_buy["brier"] <= 1
     assert all_buy["baseline_feature"] == "atr_pct_14" and 0 <= all_buy["baseline_roc_auc"] <= 1
@@ -160,19 +278,23 @@ def test_score_and_evaluate(models, data):
     )
 
 
-def _constant_models(fold: Fold) -> PrescreenModels:
+def _constant_slots(offset: float = 0.0) -> dict[str, SlotModel]:
     empty = np.array([], dtype="datetime64[D]")
     values = {("buy", "low"): 0.1, ("buy", "moderate"): 0.2, ("buy", "high"): 0.3,
               ("sell", "low"): 0.4, ("sell", "moderate"): 0.5, ("sell", "high"): 0.6}
-    slots = {
+    return {
         slot_key(s, r): SlotModel(
-            side=s, regime=r, label_column=f"{s}_5d", estimators=(), constant=v, rf_params={}, hgb_params={},
-            cv_results=[], n_train=0, n_positive=0, train_dates=empty, train_tickers=np.array([], dtype=str),
-            train_label_end=empty,
+            side=s, regime=r, label_column=f"{s}_5d", estimators=(), constant=v + offset, rf_params={},
+            hgb_params={}, cv_results=[], n_train=0, n_positive=0, train_dates=empty,
+            train_tickers=np.array([], dtype=str), train_label_end=empty,
         )
         for (s, r), v in values.items()
     }
-    return PrescreenModels(fold=fold, config=PrescreenConfig(), feature_names=("f1",), slots=slots)
+
+
+def _constant_models(fold: Fold, earlier: tuple[Generation, ...] = ()) -> PrescreenModels:
+    final = Generation("final", fold.train_end + timedelta(days=1), fold.train_end, _constant_slots())
+    return PrescreenModels(fold=fold, config=PrescreenConfig(), feature_names=("f1",), generations=(*earlier, final))
 
 
 def test_regime_routing():
@@ -198,6 +320,31 @@ def test_regime_routing():
     assert b.get_column("buy_probability").to_list() == [0.1, None, 0.3, 0.3, None]  # null feature -> null
     only = score_prescreen(models, feats, vr, dates=[days[2]])
     assert only.height == 2 and only.get_column("buy_probability").to_list() == [0.3, 0.3]
+    assert out.get_column("generation").unique().to_list() == ["final"]
+
+
+def test_generation_routing_by_date():
+    fold = Fold("2021", date(2010, 1, 4), date(2021, 3, 3), 0, date(2021, 3, 4), date(2021, 12, 31))
+    g1 = Generation("g1", date(2021, 3, 2), date(2021, 3, 1), _constant_slots(0.01))
+    models = _constant_models(fold, (g1,))
+    days = [date(2021, 3, d) for d in (1, 2, 3, 4, 5)]
+    vix = pl.DataFrame({"symbol": "VIX", "date": days, "open": 0.0, "high": 0.0, "low": 0.0, "close": 12.0},
+                       schema_overrides={"date": pl.Date})
+    feats = pl.DataFrame({"ticker": "A", "date": days, "f1": 1.0}, schema_overrides={"date": pl.Date})
+    out = score_prescreen(models, feats, vix_regimes(vix)).sort("date")
+    assert out.get_column("generation").to_list() == [None, "g1", "g1", "final", "final"]
+    assert out.get_column("buy_probability").to_list() == [None, pytest.approx(0.11), pytest.approx(0.11), 0.1, 0.1]
+    assert out.get_column("sell_probability").to_list() == [None, pytest.approx(0.41), pytest.approx(0.41), 0.4, 0.4]
+
+
+def test_artifact_without_generations_loads_as_final(data):
+    fold = data[3]
+    state = {"fold": fold, "config": PrescreenConfig(), "feature_names": ("f1",), "slots": _constant_slots(),
+             "fit_seconds": 1.0, "meta": {}}
+    old = PrescreenModels.__new__(PrescreenModels)
+    old.__setstate__(state)
+    assert [g.name for g in old.generations] == ["final"] and old.slot("buy", "low").constant == 0.1
+    assert old.final.valid_from == fold.train_end + timedelta(days=1) and old.final.label_cutoff == fold.train_end
 
 
 def test_artifacts_roundtrip(tmp_path, models, data):
@@ -209,7 +356,7 @@ def test_artifacts_roundtrip(tmp_path, models, data):
     a = score_prescreen(models, feats, vr, start=fold.test_start, end=fold.test_end)
     b = score_prescreen(loaded, feats, vr, start=fold.test_start, end=fold.test_end)
     assert a.equals(b)
-    with pytest.raises(ArtifactIntegrityError, match="sha256"):
+    with pytest.raises(ArtifactIntegrityError, match="SHA-256"):
         load_models(path, "0" * 64)
     path.write_bytes(path.read_bytes() + b"x")
     with pytest.raises(ArtifactIntegrityError):

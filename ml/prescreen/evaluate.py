@@ -10,8 +10,15 @@ single volatility feature already ranks them; ``baseline_roc_auc`` is the ROC AU
 ``baseline_feature`` (default ``atr_pct_14``, ATR as a fraction of price) used as the score on the
 same rows. A model is only useful where it beats that number.
 
-Timing: scores dated t use data known at the close of t; labels dated t are realised at the
-close of t+h and are used here only as the outcome.
+Timing: scores dated t use data known at the close of t (and models whose training labels all
+ended before t, see :mod:`ml.prescreen.models`); labels dated t are realised at the close of t+h
+and are used here only as the outcome.
+
+``generation`` column of the metrics: "final" for the default test window (scored by the final
+generation; "all" when a custom window starts inside the train window, where scores come from
+several generations). With ``per_generation=True`` each earlier generation ("g1", …) is also
+evaluated out of sample on the train-window dates it scores, on rows whose label ended by
+train_end (no calibration rows for those).
 """
 from __future__ import annotations
 
@@ -22,10 +29,12 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import roc_auc_score
 
-from ml.prescreen.models import KEYS, REGIMES, SIDES, PrescreenModels, score_prescreen
+from ml.prescreen.cv import label_end_dates
+from ml.prescreen.models import FINAL, KEYS, REGIMES, SIDES, PrescreenModels, score_prescreen
 
 METRICS_SCHEMA: dict[str, pl.DataType] = {
     "fold": pl.Utf8,
+    "generation": pl.Utf8,
     "side": pl.Utf8,
     "regime": pl.Utf8,
     "n_rows": pl.Int64,
@@ -117,6 +126,38 @@ def calibration_table(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> pl.Data
     )
 
 
+def _side_metrics(
+    scored: pl.DataFrame,
+    key: str,
+    generation: str,
+    base: str | None,
+    top_fraction: float,
+    top_k: int | None,
+    n_bins: int | None,
+) -> tuple[list[dict[str, Any]], list[pl.DataFrame]]:
+    """Metric rows (and calibration tables unless ``n_bins`` is None) per side × (regimes, "all")."""
+    metric_rows, calib = [], []
+    for side in SIDES:
+        prob = f"{side}_probability"
+        valid = scored.filter(pl.col(prob).is_not_null() & pl.col(side).is_not_null())
+        for regime in (*REGIMES, "all"):
+            sub = valid if regime == "all" else valid.filter(pl.col("regime") == regime)
+            stats = _metrics(sub, prob, side, top_fraction, top_k)
+            stats["baseline_feature"] = base
+            stats["baseline_roc_auc"] = _auc(sub, "_baseline", side) if base is not None else None
+            metric_rows.append({"fold": key, "generation": generation, "side": side, "regime": regime, **stats})
+            if n_bins is not None:
+                tab = calibration_table(
+                    sub.get_column(prob).to_numpy().astype(float), sub.get_column(side).to_numpy().astype(float), n_bins
+                )
+                calib.append(
+                    tab.with_columns(
+                        pl.lit(key).alias("fold"), pl.lit(side).alias("side"), pl.lit(regime).alias("regime")
+                    )
+                )
+    return metric_rows, calib
+
+
 def evaluate_prescreen(
     models: PrescreenModels,
     features: pl.DataFrame,
@@ -129,40 +170,38 @@ def evaluate_prescreen(
     top_k: int | None = None,
     n_bins: int = 10,
     baseline_feature: str | None = "atr_pct_14",
+    per_generation: bool = False,
 ) -> dict[str, pl.DataFrame]:
     """Test-window metrics of every slot: ``{"metrics", "calibration", "scores"}`` frames.
 
-    Window: [start, end], default the fold's test window. Only rows with a score and a non-null
-    label count (labels at the end of the data are null). ``scores`` is the scored frame joined
-    with the ``buy``/``sell`` labels of the horizon.
+    Window: [start, end], default the fold's test window (final generation). Only rows with a score
+    and a non-null label count (labels at the end of the data are null). ``scores`` is the scored
+    frame joined with the ``buy``/``sell`` labels of the horizon. ``per_generation``: add metrics
+    rows of each earlier generation on its train-window dates (labels ended by train_end).
     """
-    cfg = models.config
-    s, e = start or models.fold.test_start, end or models.fold.test_end
-    scores = score_prescreen(models, features, vix_regimes, start=s, end=e)
+    cfg, fold = models.config, models.fold
+    s, e = start or fold.test_start, end or fold.test_end
     lab = labels.select(*KEYS, pl.col(cfg.buy_column).alias("buy"), pl.col(cfg.sell_column).alias("sell"))
-    scored = scores.join(lab, on=list(KEYS), how="left", maintain_order="left")
     base = baseline_feature if baseline_feature in features.columns else None
-    if base is not None:
-        scored = scored.join(
-            features.select(*KEYS, pl.col(base).alias("_baseline")), on=list(KEYS), how="left", maintain_order="left"
-        )
-    key = models.fold.key
-    metric_rows, calib = [], []
-    for side in SIDES:
-        prob = f"{side}_probability"
-        valid = scored.filter(pl.col(prob).is_not_null() & pl.col(side).is_not_null())
-        for regime in (*REGIMES, "all"):
-            sub = valid if regime == "all" else valid.filter(pl.col("regime") == regime)
-            stats = _metrics(sub, prob, side, top_fraction, top_k)
-            stats["baseline_feature"] = base
-            stats["baseline_roc_auc"] = _auc(sub, "_baseline", side) if base is not None else None
-            metric_rows.append({"fold": key, "side": side, "regime": regime, **stats})
-            tab = calibration_table(
-                sub.get_column(prob).to_numpy().astype(float), sub.get_column(side).to_numpy().astype(float), n_bins
+    extra = features.select(*KEYS, pl.col(base).alias("_baseline")) if base is not None else None
+
+    def scored_rows(scores: pl.DataFrame) -> pl.DataFrame:
+        out = scores.join(lab, on=list(KEYS), how="left", maintain_order="left")
+        return out if extra is None else out.join(extra, on=list(KEYS), how="left", maintain_order="left")
+
+    scored = scored_rows(score_prescreen(models, features, vix_regimes, start=s, end=e))
+    generation = FINAL if s > fold.train_end else "all"  # "all": a window reaching into the train window
+    metric_rows, calib = _side_metrics(scored, fold.key, generation, base, top_fraction, top_k, n_bins)
+    if per_generation and len(models.generations) > 1:
+        ordered = labels.select(KEYS).sort(KEYS)
+        ends = ordered.with_columns(label_end_dates(ordered, cfg.horizon))
+        train = scored_rows(score_prescreen(models, features, vix_regimes, start=fold.train_start, end=fold.train_end))
+        train = train.join(ends, on=list(KEYS), how="left").filter(pl.col("label_end") <= fold.train_end)
+        for g in models.generations[:-1]:
+            rows, _ = _side_metrics(
+                train.filter(pl.col("generation") == g.name), fold.key, g.name, base, top_fraction, top_k, None
             )
-            calib.append(
-                tab.with_columns(pl.lit(key).alias("fold"), pl.lit(side).alias("side"), pl.lit(regime).alias("regime"))
-            )
+            metric_rows += rows
     metrics = pl.DataFrame(metric_rows, schema=METRICS_SCHEMA).with_columns(pl.col(pl.Float64).fill_nan(None))
     calibration = pl.concat(calib).select([pl.col(c).cast(t) for c, t in CALIBRATION_SCHEMA.items()])
     return {"metrics": metrics, "calibration": calibration, "scores": scored.drop("_baseline", strict=False)}

@@ -13,6 +13,16 @@ ticker's row h sessions later). Training rows satisfy train_start <= t and label
 sees a test-window row or a label that reaches into the test window; the dates, tickers and label
 ends of its training rows are recorded in :class:`SlotModel` for audits.
 
+Generations (causal scores on the train window too). The train window's trading dates are split
+into ``generations`` contiguous blocks 0 … G-1 (equal numbers of dates). Generation g = 1 … G-1
+("g1", "g2", …) is a full set of six slots trained like the final one, but only on rows whose
+label ended before block g starts (label_end < its ``valid_from`` = first date of block g); it
+scores the dates of block g up to the next generation's ``valid_from``. The final generation
+("final") is trained on label_end <= train_end and scores every date after train_end (embargo,
+test window, live dates). So a score dated t always uses features known at the close of t and
+models whose training labels all ended strictly before t; dates of block 0 (and before the
+train window) are unscored. With ``generations=1`` only the final generation exists.
+
 Sub-sampling: labels of consecutive days overlap (h-day windows), so by default only every
 ``sample_every``-th trading day of each ticker is used for training (offset staggered per ticker,
 so every date still contributes), which cuts fitting time ~``sample_every``× at little
@@ -25,7 +35,7 @@ import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -74,7 +84,9 @@ class PrescreenConfig(BaseModel):
     rf_max_samples: float | None = Field(default=0.3, gt=0, le=1)  # bootstrap fraction per tree
     rf_grid: tuple[dict[str, Any], ...] = DEFAULT_RF_GRID
     hgb_grid: tuple[dict[str, Any], ...] = DEFAULT_HGB_GRID
-    n_jobs: int = Field(default=2, ge=1)  # worker processes across slots
+    n_jobs: int = Field(default=2, ge=1)  # worker processes across slots (of all generations)
+    # forward generations: the train window is split into this many date blocks; see the module docstring
+    generations: int = Field(default=3, ge=1)
     min_rows: int = Field(default=200, ge=1)
     min_class_count: int = Field(default=20, ge=1)
     seed: int = 0
@@ -123,52 +135,98 @@ class SlotModel:
             return np.mean([est.predict_proba(X32)[:, 1] for est in self.estimators], axis=0)
 
 
-@dataclass
-class PrescreenModels:
-    """The six slot models of one fold, with their configuration and feature order."""
+FINAL = "final"
 
-    fold: Fold
-    config: PrescreenConfig
-    feature_names: tuple[str, ...]
+
+@dataclass
+class Generation:
+    """Six slot models that score the dates in [``valid_from``, next generation's ``valid_from``).
+
+    ``name``: "g1" … "g{G-1}" or "final". Every training label ended on or before ``label_cutoff``
+    (the last trading date before ``valid_from``; train_end for the final generation, whose
+    ``valid_from`` is the calendar day after train_end), so a score dated t >= valid_from comes
+    from labels known at an earlier close.
+    """
+
+    name: str
+    valid_from: date
+    label_cutoff: date
     slots: dict[str, SlotModel]
-    fit_seconds: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
 
     def slot(self, side: str, regime: str) -> SlotModel:
         return self.slots[slot_key(side, regime)]
 
+
+@dataclass
+class PrescreenModels:
+    """The slot models of one fold: its generations (ordered by ``valid_from``; the last one is the
+    final generation), configuration and feature order. ``slots`` / :meth:`slot` are the final
+    generation's (test window and live scoring)."""
+
+    fold: Fold
+    config: PrescreenConfig
+    feature_names: tuple[str, ...]
+    generations: tuple[Generation, ...]
+    fit_seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # artifacts pickled before generations existed hold a single ``slots`` dict (the final models)
+        if "generations" not in state:
+            fold = state["fold"]
+            slots = state.pop("slots")
+            state["generations"] = (Generation(FINAL, fold.train_end + timedelta(days=1), fold.train_end, slots),)
+        self.__dict__.update(state)
+
+    @property
+    def final(self) -> Generation:
+        return self.generations[-1]
+
+    @property
+    def slots(self) -> dict[str, SlotModel]:
+        return self.final.slots
+
+    def slot(self, side: str, regime: str) -> SlotModel:
+        return self.final.slot(side, regime)
+
     def summary_frame(self) -> pl.DataFrame:
-        """One row per slot: fold, side, regime, sizes, base rate, chosen params, CV AUCs, fit time."""
+        """One row per generation and slot: fold, generation ("g1", …, "final"), its valid_from and
+        label_cutoff, side, regime, sizes, base rate, chosen params, CV AUCs, fit time."""
         import json
 
         rows = []
-        for s in self.slots.values():
-            best = {r["family"]: r["mean_auc"] for r in s.cv_results if r.get("chosen")}
-            rows.append(
-                {
-                    "fold": self.fold.key,
-                    "side": s.side,
-                    "regime": s.regime,
-                    "label_column": s.label_column,
-                    "n_train": s.n_train,
-                    "n_positive": s.n_positive,
-                    "base_rate": s.base_rate,
-                    "fallback_constant": s.constant,
-                    "rf_params": json.dumps(s.rf_params, sort_keys=True),
-                    "hgb_params": json.dumps(s.hgb_params, sort_keys=True),
-                    "cv_auc_rf": best.get("rf"),
-                    "cv_auc_hgb": best.get("hgb"),
-                    "train_first_date": _first(s.train_dates, min),
-                    "train_last_date": _first(s.train_dates, max),
-                    "train_last_label_end": _first(s.train_label_end, max),
-                    "fit_seconds": s.fit_seconds,
-                    "fit_cpu_seconds": s.fit_cpu_seconds,
-                }
-            )
+        for g in self.generations:
+            for s in g.slots.values():
+                best = {r["family"]: r["mean_auc"] for r in s.cv_results if r.get("chosen")}
+                rows.append(
+                    {
+                        "fold": self.fold.key,
+                        "generation": g.name,
+                        "valid_from": g.valid_from,
+                        "label_cutoff": g.label_cutoff,
+                        "side": s.side,
+                        "regime": s.regime,
+                        "label_column": s.label_column,
+                        "n_train": s.n_train,
+                        "n_positive": s.n_positive,
+                        "base_rate": s.base_rate,
+                        "fallback_constant": s.constant,
+                        "rf_params": json.dumps(s.rf_params, sort_keys=True),
+                        "hgb_params": json.dumps(s.hgb_params, sort_keys=True),
+                        "cv_auc_rf": best.get("rf"),
+                        "cv_auc_hgb": best.get("hgb"),
+                        "train_first_date": _first(s.train_dates, min),
+                        "train_last_date": _first(s.train_dates, max),
+                        "train_last_label_end": _first(s.train_label_end, max),
+                        "fit_seconds": s.fit_seconds,
+                        "fit_cpu_seconds": s.fit_cpu_seconds,
+                    }
+                )
         schema = {
-            "fold": pl.Utf8, "side": pl.Utf8, "regime": pl.Utf8, "label_column": pl.Utf8, "n_train": pl.Int64,
-            "n_positive": pl.Int64, "base_rate": pl.Float64, "fallback_constant": pl.Float64, "rf_params": pl.Utf8,
-            "hgb_params": pl.Utf8, "cv_auc_rf": pl.Float64, "cv_auc_hgb": pl.Float64, "train_first_date": pl.Date,
+            "fold": pl.Utf8, "generation": pl.Utf8, "valid_from": pl.Date, "label_cutoff": pl.Date, "side": pl.Utf8,
+            "regime": pl.Utf8, "label_column": pl.Utf8, "n_train": pl.Int64, "n_positive": pl.Int64,
+            "base_rate": pl.Float64, "fallback_constant": pl.Float64, "rf_params": pl.Utf8, "hgb_params": pl.Utf8,
+            "cv_auc_rf": pl.Float64, "cv_auc_hgb": pl.Float64, "train_first_date": pl.Date,
             "train_last_date": pl.Date, "train_last_label_end": pl.Date, "fit_seconds": pl.Float64,
             "fit_cpu_seconds": pl.Float64,
         }
@@ -226,9 +284,16 @@ def _finite_rows(frame: pl.DataFrame, cols: Sequence[str]) -> tuple[np.ndarray, 
     return X, np.isfinite(X).all(axis=1)
 
 
-def training_rows(frame: pl.DataFrame, fold: Fold, config: PrescreenConfig) -> pl.DataFrame:
-    """Rows usable for training in ``fold``: train_start <= date, label_end <= train_end, label and
-    regime known, then every ``sample_every``-th trading day per ticker (staggered offsets)."""
+def training_rows(
+    frame: pl.DataFrame, fold: Fold, config: PrescreenConfig, label_cutoff: date | None = None
+) -> pl.DataFrame:
+    """Rows usable for training in ``fold``: train_start <= date, label_end <= ``label_cutoff``
+    (default train_end; a generation's last label date), label and regime known, then every
+    ``sample_every``-th trading day per ticker (staggered offsets, fixed by the frame's calendar, so
+    an earlier cutoff selects a subset of the same rows)."""
+    cutoff = fold.train_end if label_cutoff is None else label_cutoff
+    if cutoff > fold.train_end:
+        raise ValueError(f"label_cutoff {cutoff} is after the train end {fold.train_end} of fold {fold.key}")
     cal = frame.get_column("date").unique().sort()
     day_idx = pl.DataFrame({"date": cal, "_day": np.arange(len(cal), dtype=np.int64)})
     step = config.sample_every
@@ -240,9 +305,9 @@ def training_rows(frame: pl.DataFrame, fold: Fold, config: PrescreenConfig) -> p
     out = (
         frame.filter(
             (pl.col("date") >= fold.train_start)
-            & (pl.col("date") <= fold.train_end)
+            & (pl.col("date") <= cutoff)
             & pl.col("label_end").is_not_null()
-            & (pl.col("label_end") <= fold.train_end)
+            & (pl.col("label_end") <= cutoff)
             & pl.col("regime").is_not_null()
         )
         .join(day_idx, on="date", how="left")
@@ -251,6 +316,23 @@ def training_rows(frame: pl.DataFrame, fold: Fold, config: PrescreenConfig) -> p
         .drop("_day", "_off")
     )
     return out
+
+
+def generation_bounds(calendar: Any, fold: Fold, generations: int) -> list[tuple[str, date, date]]:
+    """(name, valid_from, label_cutoff) per generation, oldest first.
+
+    ``calendar``: the trading dates of the model rows. Its dates in [train_start, train_end] are
+    split into ``generations`` contiguous blocks (``np.array_split``); generation g = 1 … G-1 starts
+    at block g's first date and its labels end by the last date of block g-1; the final generation
+    starts the calendar day after train_end and its labels end by train_end.
+    """
+    cal = np.unique(np.asarray(calendar, dtype="datetime64[D]"))
+    window = cal[(cal >= np.datetime64(fold.train_start, "D")) & (cal <= np.datetime64(fold.train_end, "D"))]
+    if generations > 1 and window.size < generations:
+        raise ValueError(f"fold {fold.key}: {window.size} train dates for {generations} generations")
+    blocks = np.array_split(window, generations)
+    out = [(f"g{g}", blocks[g][0].astype(date), blocks[g - 1][-1].astype(date)) for g in range(1, generations)]
+    return [*out, (FINAL, fold.train_end + timedelta(days=1), fold.train_end)]
 
 
 # ----------------------------------------------------------------------------- fitting
@@ -372,41 +454,53 @@ def train_prescreen(
     fold: Fold,
     config: PrescreenConfig | None = None,
 ) -> PrescreenModels:
-    """Fit the six slot models of ``fold`` on its train window.
+    """Fit the six slot models of every generation of ``fold`` inside its train window.
 
     ``features``: (ticker, date, Float features…) from the feature store; ``labels``:
     :func:`ml.labels.compute_labels` output (needs ``buy_<h>d``/``sell_<h>d``); ``vix_regimes``:
     :func:`ml.regimes.vix.vix_regimes` output (date, band). Rows with a null/non-finite feature,
-    label or regime are skipped. See the module docstring for the row selection. Slots are fitted
-    in ``config.n_jobs`` worker processes (largest first), each estimator single-threaded.
+    label or regime are skipped. See the module docstring for the row selection and generations.
+    Each generation's CV calendar ends before its ``valid_from``, so it depends on nothing dated
+    later. All slots of all generations are fitted in ``config.n_jobs`` worker processes (largest
+    first), each estimator single-threaded.
     """
     cfg = config or PrescreenConfig()
     t0 = time.perf_counter()
     cols = feature_columns(features, cfg)
     frame = model_rows(features, labels, vix_regimes, cfg, cols)
-    rows = training_rows(frame, fold, cfg)
     calendar = frame.get_column("date").unique().sort().to_numpy().astype("datetime64[D]")
-    data = [_slot_data(rows, side, regime, cols, cfg) for side in SIDES for regime in REGIMES]
-    order = sorted(range(len(data)), key=lambda i: -data[i].y.size)
+    bounds = generation_bounds(calendar, fold, cfg.generations)
+    jobs: list[tuple[int, _SlotData, np.ndarray]] = []
+    for g, (_, valid_from, cutoff) in enumerate(bounds):
+        rows = training_rows(frame, fold, cfg, label_cutoff=cutoff)
+        cal_g = calendar[calendar < np.datetime64(valid_from, "D")]
+        jobs += [(g, _slot_data(rows, side, regime, cols, cfg), cal_g) for side in SIDES for regime in REGIMES]
+    order = sorted(range(len(jobs)), key=lambda i: -jobs[i][1].y.size)
     if cfg.n_jobs > 1:
         from joblib import Parallel, delayed
 
-        fitted = Parallel(n_jobs=cfg.n_jobs, backend="loky")(delayed(_fit_slot)(data[i], calendar, cfg) for i in order)
+        fitted = Parallel(n_jobs=cfg.n_jobs, backend="loky")(
+            delayed(_fit_slot)(jobs[i][1], jobs[i][2], cfg) for i in order
+        )
     else:
-        fitted = [_fit_slot(data[i], calendar, cfg) for i in order]
+        fitted = [_fit_slot(jobs[i][1], jobs[i][2], cfg) for i in order]
     by_index = dict(zip(order, fitted))
-    slots = {}
-    for i, d in enumerate(data):
+    slots: list[dict[str, SlotModel]] = [{} for _ in bounds]
+    for i, (g, d, _) in enumerate(jobs):
         s = by_index[i]
-        # hard guarantees, whatever the inputs: nothing from (or reaching into) the test window
+        name, valid_from, cutoff = bounds[g]
+        # hard guarantees, whatever the inputs: every training label ended before the generation's
+        # first scored date (final: by train_end, so nothing from or reaching into the test window)
         if s.n_train:
-            assert s.train_dates.max() <= np.datetime64(fold.train_end, "D")
-            assert s.train_label_end.max() <= np.datetime64(fold.train_end, "D")
             assert s.train_dates.min() >= np.datetime64(fold.train_start, "D")
-        slots[slot_key(d.side, d.regime)] = s
-        log.info("prescreen %s/%s: %d rows, %.1f s", d.side, d.regime, s.n_train, s.fit_seconds)
+            assert s.train_dates.max() <= np.datetime64(cutoff, "D")
+            assert s.train_label_end.max() <= np.datetime64(cutoff, "D") <= np.datetime64(fold.train_end, "D")
+            assert s.train_label_end.max() < np.datetime64(valid_from, "D")
+        slots[g][slot_key(d.side, d.regime)] = s
+        log.info("prescreen %s %s/%s: %d rows, %.1f s", name, d.side, d.regime, s.n_train, s.fit_seconds)
+    gens = tuple(Generation(name, vf, cut, slots[g]) for g, (name, vf, cut) in enumerate(bounds))
     return PrescreenModels(
-        fold=fold, config=cfg, feature_names=tuple(cols), slots=slots, fit_seconds=time.perf_counter() - t0
+        fold=fold, config=cfg, feature_names=tuple(cols), generations=gens, fit_seconds=time.perf_counter() - t0
     )
 
 
@@ -417,6 +511,7 @@ SCORES_SCHEMA: dict[str, pl.DataType] = {
     "regime": pl.Utf8,
     "buy_probability": pl.Float64,
     "sell_probability": pl.Float64,
+    "generation": pl.Utf8,
 }
 
 
@@ -440,25 +535,37 @@ def score_prescreen(
     start: date | None = None,
     end: date | None = None,
 ) -> pl.DataFrame:
-    """Buy/sell probabilities per (ticker, date), routed by each date's model regime.
+    """Buy/sell probabilities per (ticker, date), routed by date to a generation, then by regime.
 
-    Rows: every feature row in ``dates`` (if given) and [start, end]. ``regime`` (low / moderate /
-    high) is the VIX band of the row's date (known at the close of t); both probabilities are
-    null where a feature is null or the regime is unknown. Schema :data:`SCORES_SCHEMA`.
+    Rows: every feature row in ``dates`` (if given) and [start, end]. ``generation`` is the newest
+    generation with valid_from <= date ("g1", …, "final"; null before the first one, i.e. in block 0
+    of the train window and earlier), so a score dated t uses features known at the close of t and
+    models whose training labels all ended before t (the final generation's by train_end; the
+    fold's embargo separates train_end from the test start). ``regime`` (low / moderate / high) is
+    the VIX band of the row's date (known at the close of t). Both probabilities are null where
+    no generation applies, a feature is null or the regime is unknown. Schema :data:`SCORES_SCHEMA`.
     """
     frame = _date_filter(features.select(*KEYS, *models.feature_names), dates, start, end)
     frame = _with_regime(frame, vix_regimes).sort(KEYS)
     X, ok = _finite_rows(frame, models.feature_names)
     regime = frame.get_column("regime").to_numpy()
+    gens = models.generations
+    starts = np.array([g.valid_from for g in gens], dtype="datetime64[D]")
+    gi = np.searchsorted(starts, frame.get_column("date").to_numpy().astype("datetime64[D]"), side="right") - 1
     buy = np.full(frame.height, np.nan)
     sell = np.full(frame.height, np.nan)
-    for r in REGIMES:
-        idx = ok & (regime == r)
-        if idx.any():
-            buy[idx] = models.slot("buy", r).predict_proba(X[idx])
-            sell[idx] = models.slot("sell", r).predict_proba(X[idx])
+    for k, gen in enumerate(gens):
+        in_gen = ok & (gi == k)
+        for r in REGIMES:
+            idx = in_gen & (regime == r)
+            if idx.any():
+                buy[idx] = gen.slot("buy", r).predict_proba(X[idx])
+                sell[idx] = gen.slot("sell", r).predict_proba(X[idx])
+    names = pl.Series("generation", gi).replace_strict(
+        {k: g.name for k, g in enumerate(gens)}, default=None, return_dtype=pl.Utf8
+    )  # gi == -1 (before the first generation): null
     out = frame.select(*KEYS, "regime").with_columns(
-        pl.Series("buy_probability", buy), pl.Series("sell_probability", sell)
+        pl.Series("buy_probability", buy), pl.Series("sell_probability", sell), names
     )
     return out.with_columns(pl.col("buy_probability", "sell_probability").fill_nan(None)).select(
         [pl.col(c).cast(t) for c, t in SCORES_SCHEMA.items()]
