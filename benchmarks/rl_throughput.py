@@ -31,8 +31,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.agents.ppo import PPOConfig, PPOPolicy, resolve_device, train_ppo  # noqa: E402
-from ml.envs.market_panel import MarketPanel, build_panel  # noqa: E402
+from ml.dataset import allocation_panel  # noqa: E402
+from ml.envs.market_panel import MarketPanel  # noqa: E402
 from ml.envs.portfolio import BatchedPortfolioEnv, EnvConfig, PortfolioEnv  # noqa: E402
+from ml.features import compute_features  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "market"
 
@@ -50,7 +52,7 @@ def load_panel(data: Path) -> tuple[MarketPanel, int, int, str]:
 
         m = generate_market(Universe(include_stocks=False, sector_etfs=[]), seed=0)
         src = "synthetic (seed 0)"
-    p = build_panel(m.bars, m.index_bars)
+    p = allocation_panel(compute_features(m.bars, m.index_bars))  # the default observation (EnvConfig())
     lo, hi = p.index_range("2008-01-01", "2019-12-31")
     return p, lo, hi, src
 

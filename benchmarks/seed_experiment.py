@@ -3,8 +3,9 @@ TLT, GLD + cash, VIX-shaped reward, 5 bps costs, over several seeds; prints the 
 over seeds) next to the baselines and the published reference numbers.
 
 Usage: python benchmarks/seed_experiment.py [--data DIR] [--seeds 0 1 2 3 4] [--total-steps N] [--json out.json]
-Same code path as the pipeline: ``ml.folds.seed_fold`` (with the label-horizon embargo), ``train_ppo``,
-``ml.evaluation.evaluate_fold`` (policy and baselines through one backtester).
+Same code path as the pipeline: ``ml.folds.seed_fold`` (with the label-horizon embargo), the default observation's
+panel from the feature store (``ml.dataset.allocation_panel``), ``train_ppo``, ``ml.evaluation.evaluate_window``
+(policy and baselines through one backtester).
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ from benchmarks._data import market_dir  # noqa: E402
 from ml.agents.ppo import PPOConfig, evaluate_policy, train_ppo  # noqa: E402
 from ml.data.csv_source import CsvMarketSource  # noqa: E402
 from ml.data.universe import ALLOCATION_ASSETS, Universe  # noqa: E402
-from ml.envs.market_panel import build_panel  # noqa: E402
+from ml.dataset import allocation_panel  # noqa: E402
 from ml.envs.portfolio import EnvConfig  # noqa: E402
 from ml.evaluation import evaluate_window  # noqa: E402
-from ml.features import FEATURE_SPECS  # noqa: E402
+from ml.features import FEATURE_SPECS, compute_features  # noqa: E402
 from ml.folds import first_usable_date, seed_fold  # noqa: E402
 from ml.labels import MAX_LABEL_HORIZON  # noqa: E402
 from ml.reports.analysis import equity_vix_correlation  # noqa: E402
@@ -56,10 +57,11 @@ def main(argv: list[str] | None = None) -> dict:
     market = CsvMarketSource(args.data).load(Universe(include_stocks=False, sector_etfs=[]), on_progress=lambda _: None)
     calendar = market.bars.filter(pl.col("ticker") == "SPY")["date"]
     fold = seed_fold(calendar, first_usable_date(calendar, max(s.warmup for s in FEATURE_SPECS)), MAX_LABEL_HORIZON)
-    panel = build_panel(market.bars, market.index_bars, ALLOCATION_ASSETS, end=fold.test_end)
+    env_cfg = EnvConfig()
+    panel = allocation_panel(compute_features(market.bars, market.index_bars), env_cfg.observation, ALLOCATION_ASSETS,
+                             end=fold.test_end)
     lo, hi = panel.index_range(fold.train_start, fold.train_end)
     tlo, thi = panel.index_range(fold.test_start, fold.test_end)
-    env_cfg = EnvConfig()
     print(f"fold {fold.key}: train {fold.train_start}..{fold.train_end}, test {fold.test_start}..{fold.test_end}, "
           f"reward {env_cfg.reward}, costs {env_cfg.cost_rate * 1e4:g} bps", flush=True)
 

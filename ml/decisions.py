@@ -18,19 +18,22 @@ and breaker config; an auditor gets the logged weights back exactly.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 
 import numpy as np
+import polars as pl
 import torch
 
-from ml.backtest.costs import drift_weights, rebalance
+from ml.costs import drift_weights, rebalance
 from ml.envs.market_panel import MarketPanel
 from ml.envs.portfolio import initial_weights
 from ml.risk import CircuitBreakerConfig, apply_circuit_breaker, trailing_drawdown
 
-__all__ = ["Decision", "PaperState", "decide_sessions", "policy_weights", "replay_decision"]
+__all__ = ["Decision", "PaperState", "Provenance", "decide_sessions", "decision_frame", "paper_state",
+           "policy_weights", "replay_decision", "rows_to_decide"]
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,8 @@ def decide_sessions(
             paper = growth - 1.0
             equity.append(equity[-1] * growth)
         equity = equity[-window:]
-        dd = float(trailing_drawdown(np.array(equity), window)[-1])
-        obs = cfg.observation(feats[t], held).astype(np.float64)  # the env's dtype, stored losslessly
+        dd = trailing_drawdown(np.array(equity), window)
+        obs = cfg.observe(feats[t], held).astype(np.float64)  # the env's dtype, stored losslessly
         w_policy = policy_weights(policy, obs)
         vix = float(panel.vix[t])
         target, active, reason = _apply_breaker(w_policy, panel.assets, vix, dd, breaker)
@@ -139,3 +142,117 @@ def decide_sessions(
         ))
         held_prev, target_prev, last, prev_row = np.asarray(held, dtype=np.float64), target, panel.date_of(t), t
     return out, PaperState(last, held_prev, target_prev, tuple(equity))
+
+
+def paper_state(log: pl.DataFrame) -> PaperState:
+    """The state the logged decisions (``decisions.daily`` rows, oldest first; the last ``window`` suffice)
+    hand to the next decision."""
+    if log.is_empty():
+        return PaperState()
+    last = log.row(log.height - 1, named=True)
+    return PaperState(last["decision_date"], np.asarray(last["held_weights"], dtype=np.float64),
+                      np.asarray(last["target_weights"], dtype=np.float64), tuple(log["paper_equity"].to_list()))
+
+
+def rows_to_decide(dates: np.ndarray, last: date | None, first_date: date | None,
+                   train_end: date) -> tuple[list[int], list[int]]:
+    """``(rows to decide, rows skipped)`` of a panel with ``dates``: every session after the last logged
+    decision (an empty log: the newest session, or the sessions from ``first_date``), never one inside the
+    deployed policy's training window (``<= train_end``: skipped, the paper track holds through them)."""
+    d = np.asarray(dates).astype("datetime64[D]")
+    if last is not None:
+        rows = np.nonzero(d > np.datetime64(last, "D"))[0]
+    elif first_date is None:
+        rows = np.array([d.size - 1])
+    else:
+        if first_date <= train_end:
+            raise ValueError(f"first_date {first_date} is inside the deployed policy's training window (ends "
+                             f"{train_end}): a policy never decides on days it was trained on")
+        rows = np.nonzero(d >= np.datetime64(first_date, "D"))[0]
+    inside = d[rows] <= np.datetime64(train_end, "D")
+    return [int(i) for i in rows[~inside]], [int(i) for i in rows[inside]]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Who decided, with what: stored on every decision row so an auditor can replay it."""
+
+    run_id: str
+    source: str
+    code_version: str
+    fold: str
+    policy_kind: str
+    checkpoint_path: str  # relative to the artifact root
+    checkpoint_sha256: str
+    policy_data_hash: str
+    decided_at: datetime
+
+
+def _sector_context(states: pl.DataFrame, days: list[date]) -> tuple[str | None, dict, dict]:
+    """``(fold, {date: {sector: state}}, {date: {sector: {p_*: prob}}})`` from live sector-HMM rows."""
+    rows = states.filter(pl.col("date").is_in(days)) if states.height else states
+    if rows.is_empty():
+        return None, {}, {}
+    pcols = [c for c in rows.columns if c.startswith("p_")]
+    st: dict = {}
+    pr: dict = {}
+    for r in rows.sort("date", "sector").iter_rows(named=True):
+        st.setdefault(r["date"], {})[r["sector"]] = r["state"]
+        pr.setdefault(r["date"], {})[r["sector"]] = {c: (round(r[c], 6) if r[c] is not None else None) for c in pcols}
+    return rows["fold"][0], st, pr
+
+
+def _prescreen_context(scores: pl.DataFrame | None) -> dict:
+    out: dict = {}
+    for r in (scores.iter_rows(named=True) if scores is not None else ()):
+        out.setdefault(r["date"], {})[r["ticker"]] = {
+            "regime": r["regime"], "buy_probability": r["buy_probability"], "sell_probability": r["sell_probability"]}
+    return out
+
+
+#: Columns of ``decisions.daily`` (see warehouse/schema.sql for what each holds).
+DECISION_SCHEMA: dict[str, pl.DataType] = {
+    "decision_date": pl.Date, "decided_at": pl.Datetime("us"), "run_id": pl.Utf8, "catch_up": pl.Boolean,
+    "source": pl.Utf8, "code_version": pl.Utf8, "fold": pl.Utf8, "policy_kind": pl.Utf8, "checkpoint_path": pl.Utf8,
+    "checkpoint_sha256": pl.Utf8, "policy_data_hash": pl.Utf8, "assets": pl.List(pl.Utf8),
+    "obs_names": pl.List(pl.Utf8), "observation": pl.List(pl.Float64), "held_weights": pl.List(pl.Float64),
+    "policy_weights": pl.List(pl.Float64), "target_weights": pl.List(pl.Float64), "turnover": pl.Float64,
+    "vix": pl.Float64, "vix_band": pl.Utf8, "vix_bucket": pl.Utf8, "hmm_fold": pl.Utf8, "sector_states": pl.Utf8,
+    "sector_probabilities": pl.Utf8, "prescreen_fold": pl.Utf8, "prescreen_scores": pl.Utf8,
+    "breaker_enabled": pl.Boolean, "breaker_active": pl.Boolean, "breaker_reason": pl.Utf8,
+    "breaker_config": pl.Utf8, "trailing_drawdown": pl.Float64, "paper_return": pl.Float64,
+    "baseline_return": pl.Float64, "paper_equity": pl.Float64,
+}
+
+
+def decision_frame(decisions: Sequence[Decision], provenance: Provenance, assets: Sequence[str], newest: date,
+                   breaker: CircuitBreakerConfig | None, vix_regimes: pl.DataFrame, sector_states: pl.DataFrame,
+                   prescreen_scores: pl.DataFrame | None) -> pl.DataFrame:
+    """The ``decisions.daily`` rows of ``decisions``: the decision itself, everything needed to replay it,
+    and its context - VIX band/bucket (``vix_regimes``: date, band, bucket), the live sector-HMM states and
+    probabilities (``sector_states``), the deployed fold's prescreen scores of the assets (context only
+    unless the policy observes them). ``newest``: the newest session in the data (older rows are catch-up)."""
+    days = [d.date for d in decisions]
+    vix_ctx = {r["date"]: r for r in vix_regimes.filter(pl.col("date").is_in(days)).iter_rows(named=True)}
+    hmm_fold, states, probs = _sector_context(sector_states, days)
+    scores = _prescreen_context(prescreen_scores)
+    breaker_json = json.dumps((breaker or CircuitBreakerConfig()).model_dump(mode="json"))
+    p = provenance
+    return pl.DataFrame([{
+        "decision_date": d.date, "decided_at": p.decided_at, "run_id": p.run_id, "catch_up": d.date < newest,
+        "source": p.source, "code_version": p.code_version, "fold": p.fold, "policy_kind": p.policy_kind,
+        "checkpoint_path": p.checkpoint_path, "checkpoint_sha256": p.checkpoint_sha256,
+        "policy_data_hash": p.policy_data_hash, "assets": [*assets, "cash"], "obs_names": d.obs_names,
+        "observation": d.observation.tolist(), "held_weights": d.held_weights.tolist(),
+        "policy_weights": d.policy_weights.tolist(), "target_weights": d.target_weights.tolist(),
+        "turnover": d.turnover, "vix": d.vix, "vix_band": vix_ctx.get(d.date, {}).get("band"),
+        "vix_bucket": vix_ctx.get(d.date, {}).get("bucket"), "hmm_fold": hmm_fold,
+        "sector_states": json.dumps(states[d.date]) if d.date in states else None,
+        "sector_probabilities": json.dumps(probs[d.date]) if d.date in probs else None,
+        "prescreen_fold": p.fold if scores else None,
+        "prescreen_scores": json.dumps(scores[d.date]) if d.date in scores else None,
+        "breaker_enabled": breaker is not None, "breaker_active": d.breaker_active,
+        "breaker_reason": d.breaker_reason, "breaker_config": breaker_json,
+        "trailing_drawdown": d.trailing_drawdown, "paper_return": d.paper_return,
+        "baseline_return": d.baseline_return, "paper_equity": d.paper_equity,
+    } for d in decisions], schema=DECISION_SCHEMA)

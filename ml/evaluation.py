@@ -124,7 +124,7 @@ def stitch_walk_forward(daily: pl.DataFrame, fold_order: Sequence[str]) -> pl.Da
 
 def stressed_returns(track: pl.DataFrame, multiplier: float) -> pl.DataFrame:
     """Net returns at ``multiplier`` × costs: gross − multiplier × cost. Exact, because turnover does not
-    depend on costs (weights drift with gross returns, see ``ml.backtest.costs``)."""
+    depend on costs (weights drift with gross returns, see ``ml.costs``)."""
     return track.with_columns((pl.col("gross_return") - multiplier * pl.col("cost")).alias("net_return"))
 
 

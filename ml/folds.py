@@ -231,3 +231,25 @@ def pipeline_folds(calendar: Sequence[DateLike] | pl.Series) -> list[Fold]:
 
     warmup = max(s.warmup for s in FEATURE_SPECS)
     return default_folds(calendar, first_usable_date(calendar, warmup), MAX_LABEL_HORIZON)
+
+
+def fold_from_frame(folds: pl.DataFrame, key: str) -> Fold:
+    """The fold ``key`` of a ``ref.folds`` frame; a clear ``KeyError`` when the folds asset has not produced it."""
+    rows = folds.filter(pl.col("key") == key) if folds.height else folds
+    if rows.height == 0:
+        raise KeyError(f"fold {key!r} is not in ref.folds: materialize ref/folds first (job prepare or nightly)")
+    return Fold.from_dict(rows.row(0, named=True))
+
+
+def deployed_fold(folds: pl.DataFrame, candidates: Sequence[str]) -> Fold | None:
+    """The fold the daily decision deploys among ``candidates`` (folds with a trained model): the latest
+    training window (train_end, then test_end). None when no candidate is a known fold."""
+    rows = folds.filter(pl.col("key").is_in(list(candidates))) if folds.height else folds
+    if rows.height == 0:
+        return None
+    return Fold.from_dict(rows.sort("train_end", "test_end", descending=True).row(0, named=True))
+
+
+def yearly_keys(folds: pl.DataFrame) -> list[str]:
+    """The default yearly folds (key = test year) in time order: the walk-forward track's pieces."""
+    return folds.filter(pl.col("key").str.contains(r"^\d{4}$")).sort("test_start")["key"].to_list()

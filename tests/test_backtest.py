@@ -2,7 +2,6 @@
 dates with identical cost arithmetic."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -26,16 +25,17 @@ def _panel(t: int = 90, assets=ETFS, seed: int = 0, vix=None, dates=None) -> Mar
     rng = np.random.default_rng(seed)
     a = len(assets)
     returns = rng.normal(0.0003, 0.01, size=(t, a))
-    feats = rng.normal(0.0, 0.1, size=(t, a, 3))
+    feats = rng.normal(0.0, 0.1, size=(t, a * 3))
     vixf = rng.normal(0.0, 0.5, size=(t, 4))
-    return MarketPanel.from_arrays(returns, feats, vixf, assets=assets, vix=vix, dates=dates)
+    return MarketPanel.from_arrays(returns, np.hstack([feats, vixf]), assets=assets, dates=dates,
+                                   vix=20.0 + 10.0 * vixf[:, 0] if vix is None else vix)
 
 
 def _hand_panel() -> MarketPanel:
     """4 rows across a month boundary: Thu 2021-01-28, Fri 01-29, Mon 02-01, Tue 02-02 (2 assets)."""
     returns = np.array([[0.0, 0.0], [0.10, 0.0], [-0.05, 0.02], [0.02, -0.01]])
     dates = np.array(["2021-01-28", "2021-01-29", "2021-02-01", "2021-02-02"], dtype="datetime64[D]")
-    return MarketPanel.from_arrays(returns, np.zeros((4, 2, 3)), np.zeros((4, 4)), assets=("EQ", "BOND"), dates=dates)
+    return MarketPanel.from_arrays(returns, assets=("EQ", "BOND"), dates=dates)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def test_backtest_reproduces_batched_env_like_evaluate_policy():
 def test_daily_hand_computed_three_days():
     """Same numbers as tests/test_env.py's hand example: entry cost from cash, drift, all-cash day."""
     returns = np.array([[0.0, 0.0], [0.01, -0.02], [0.03, 0.0], [-0.01, 0.02]])
-    p = MarketPanel.from_arrays(returns, np.zeros((4, 2, 3)), np.zeros((4, 4)), assets=("EQ", "BOND"))
+    p = MarketPanel.from_arrays(returns, assets=("EQ", "BOND"))
     w = np.array([[0.5, 0.3, 0.2], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
     res = backtest(w, p, 0, 3, C)
     drift1 = np.array([0.505, 0.294, 0.2]) / 0.999

@@ -1,17 +1,29 @@
 """Daily decisions (ml level): night-by-night decisions reproduce the evaluation rollout, with and without
-the circuit breaker; replays are exact; skipped sessions are held and compounded."""
-from datetime import date
+the circuit breaker; replays are exact; skipped sessions are held and compounded; the logged rows hand the
+paper track on exactly; catch-up never decides inside the training window."""
+from datetime import date, datetime
 
 import numpy as np
+import polars as pl
 import pytest
 
 from ml.agents.ppo import PPOConfig, evaluate_policy, train_ppo
-from ml.backtest.costs import drift_weights, rebalance
+from ml.costs import drift_weights, rebalance
 from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
-from ml.decisions import PaperState, decide_sessions, replay_decision
-from ml.envs.market_panel import build_panel
+from ml.dataset import allocation_panel
+from ml.decisions import (
+    PaperState,
+    Provenance,
+    decide_sessions,
+    decision_frame,
+    paper_state,
+    replay_decision,
+    rows_to_decide,
+)
+from ml.envs.market_panel import MarketPanel
 from ml.envs.portfolio import EnvConfig
+from ml.features import compute_features
 from ml.risk import BreakerTracker, CircuitBreakerConfig
 
 COST = 5e-4
@@ -20,7 +32,7 @@ COST = 5e-4
 @pytest.fixture(scope="module")
 def trained():
     market = generate_market(Universe(include_stocks=False, history_start=None), seed=11, start=date(2012, 1, 3))
-    panel = build_panel(market.bars, market.index_bars)
+    panel = allocation_panel(compute_features(market.bars, market.index_bars))
     lo, hi = panel.index_range("2013-01-01", "2016-12-31")
     result = train_ppo(panel, lo, hi, EnvConfig(episode_length=128, cost_rate=COST),
                        PPOConfig(total_steps=4096, num_envs=8, num_steps=64, num_minibatches=2, device="cpu"))
@@ -81,23 +93,52 @@ def test_skipped_sessions_are_held_and_compounded(trained):
         decide_sessions(policy, panel, [lo], state, COST, None)
 
 
+def _log(decisions, policy, panel, breaker) -> pl.DataFrame:
+    prov = Provenance(run_id="r", source="synthetic", code_version="test", fold="f", policy_kind="ppo",
+                      checkpoint_path="models/f.pt", checkpoint_sha256="0" * 64, policy_data_hash=policy.data_hash,
+                      decided_at=datetime(2020, 1, 1))
+    vix = pl.DataFrame({"date": [d.date for d in decisions], "band": "low", "bucket": 1})
+    return decision_frame(decisions, prov, panel.assets, decisions[-1].date, breaker, vix, pl.DataFrame(), None)
+
+
+@pytest.mark.parametrize("breaker", [None, CircuitBreakerConfig(vix_threshold=18.0, drawdown_limit=0.03,
+                                                                drawdown_window=20)])
+def test_logged_rows_hand_the_paper_track_on_exactly(trained, breaker):
+    """Deciding from the state rebuilt from the log (the nightly job) = one uninterrupted track."""
+    panel, policy = trained
+    lo, hi = panel.index_range("2017-01-01", "2017-06-30")
+    rows = list(range(lo, hi))
+    whole, _ = decide_sessions(policy, panel, rows, PaperState(), COST, breaker)
+    log = _log(whole[:40], policy, panel, breaker)
+    assert log.height == 40 and log["catch_up"].to_list() == [True] * 39 + [False]
+    assert log["observation"][0].to_list() == whole[0].observation.tolist()
+    assert log["obs_names"][0].to_list() == policy.obs_names and log["assets"][0].to_list() == [*panel.assets, "cash"]
+    state = paper_state(log)
+    assert state.last_date == whole[39].date and paper_state(pl.DataFrame()) == PaperState()
+    rest, _ = decide_sessions(policy, panel, rows[40:], state, COST, breaker)
+    for a, b in zip(whole[40:], rest):
+        for f in ("observation", "held_weights", "policy_weights", "target_weights"):
+            np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+        assert (a.paper_return, a.paper_equity, a.trailing_drawdown, a.breaker_active) == (
+            b.paper_return, b.paper_equity, b.trailing_drawdown, b.breaker_active)
+    # a logged row replays to its logged weights
+    r = log.row(25, named=True)
+    w_pol, w_tgt = replay_decision(policy, r["observation"], panel.assets, r["vix"], r["trailing_drawdown"], breaker)
+    assert w_pol.tolist() == r["policy_weights"] and w_tgt.tolist() == r["target_weights"]
+
+
 def test_catch_up_never_decides_inside_the_deployed_policys_training_window():
-    from types import SimpleNamespace
-
-    from assets.decisions import _decision_rows
-    from ml.envs.market_panel import MarketPanel
-    from ml.folds import Fold
-
     n = 30
-    panel = MarketPanel.from_arrays(np.zeros((n, 1)), np.zeros((n, 1, 3)), np.zeros((n, 4)))
+    panel = MarketPanel.from_arrays(np.zeros((n, 1)))
     d = [panel.date_of(i) for i in range(n)]
-    fold = Fold("x", train_start=d[0], train_end=d[20], embargo_days=0, test_start=d[21], test_end=d[29])
-    warnings: list[str] = []
-    ctx = SimpleNamespace(log=SimpleNamespace(warning=warnings.append))
-    assert _decision_rows(ctx, panel, d[10], None, fold) == list(range(21, n))
-    assert "10 missed session(s)" in warnings[0] and "not decided" in warnings[0]
-    assert _decision_rows(ctx, panel, d[25], None, fold) == list(range(26, n)) and len(warnings) == 1
-    assert _decision_rows(ctx, panel, None, None, fold) == [n - 1]
-    with pytest.raises(Exception, match="inside the training window"):
-        _decision_rows(ctx, panel, None, str(d[5]), fold)
-    assert _decision_rows(ctx, panel, None, str(d[27]), fold) == [27, 28, 29]
+    train_end = d[20]
+    # the log stopped at d[10]; the deployed fold has since trained through d[20]: held, not decided
+    assert rows_to_decide(panel.dates, d[10], None, train_end) == (list(range(21, n)), list(range(11, 21)))
+    assert rows_to_decide(panel.dates, d[25], None, train_end) == (list(range(26, n)), [])
+    assert rows_to_decide(panel.dates, d[n - 1], None, train_end) == ([], [])  # nothing new
+    assert rows_to_decide(panel.dates, None, None, train_end) == ([n - 1], [])  # empty log: the newest session
+    with pytest.raises(ValueError, match="inside the deployed policy's training window"):
+        rows_to_decide(panel.dates, None, d[5], train_end)
+    with pytest.raises(ValueError, match="training window"):
+        rows_to_decide(panel.dates, None, train_end, train_end)
+    assert rows_to_decide(panel.dates, None, d[27], train_end) == ([27, 28, 29], [])

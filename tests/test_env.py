@@ -1,4 +1,5 @@
-"""Allocation environment: panel construction, cost/timing arithmetic, the two faces agreeing, gymnasium API."""
+"""Allocation environment: cost/timing arithmetic, the two faces agreeing, gymnasium API, the panel it runs on
+(the panel's columns themselves: tests/test_dataset.py)."""
 from __future__ import annotations
 
 import math
@@ -11,11 +12,13 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from ml.backtest.costs import drift_weights, net_returns, rebalance
+from ml.costs import drift_weights, net_returns, rebalance
 from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
-from ml.envs.market_panel import MarketPanel, build_panel
+from ml.dataset import OBSERVATION_VARIANTS, allocation_panel
+from ml.envs.market_panel import MarketPanel
 from ml.envs.portfolio import BatchedPortfolioEnv, EnvConfig, PortfolioEnv, softmax_weights
+from ml.features import compute_features
 
 ASSETS = ("SPY", "QQQ", "TLT", "GLD")
 
@@ -29,16 +32,24 @@ def market():
 
 
 @pytest.fixture(scope="module")
-def panel(market) -> MarketPanel:
-    return build_panel(market.bars, market.index_bars, ASSETS)
+def features(market) -> pl.DataFrame:
+    return compute_features(market.bars, market.index_bars)
+
+
+@pytest.fixture(scope="module")
+def panel(features) -> MarketPanel:
+    return allocation_panel(features, None, ASSETS)
 
 
 def _tiny_panel() -> MarketPanel:
     """4 rows, 2 assets; returns of days 1..3 chosen by hand (row 0's return is never earned)."""
     returns = np.array([[0.0, 0.0], [0.01, -0.02], [0.03, 0.0], [-0.01, 0.02]])
-    feats = np.arange(4 * 2 * 3, dtype=float).reshape(4, 2, 3) / 100.0
+    feats = np.arange(4 * 2 * 3, dtype=float).reshape(4, 6) / 100.0
     vixf = np.array([[1.0, 0.1, 0.05, 1.0], [0.5, 0.0, 0.0, 0.0], [0.2, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    return MarketPanel.from_arrays(returns, feats, vixf, assets=("EQ", "BOND"))
+    names = [f"{a}.{f}" for a in ("EQ", "BOND") for f in ("ret_5d", "ret_21d", "rv_21d_ann")]
+    names += ["vix_centered", "vix_chg_5d", "vix_rel_21", "vix_high_63"]
+    return MarketPanel.from_arrays(returns, np.hstack([feats, vixf]), feature_names=names, assets=("EQ", "BOND"),
+                                   vix=20.0 + 10.0 * vixf[:, 0])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -63,7 +74,7 @@ def test_hand_computed_three_days_both_faces():
 
     gym_env = PortfolioEnv(p, cfg, 0, 3)
     obs, _ = gym_env.reset(options={"start_idx": 0})
-    np.testing.assert_allclose(obs, np.concatenate([p.features()[0], [0.0, 0.0, 1.0]]))
+    np.testing.assert_allclose(obs, np.concatenate([p.features[0], [0.0, 0.0, 1.0]]))
     b_env = BatchedPortfolioEnv(p, cfg, 0, 3, num_envs=1)
     b_obs = b_env.reset(starts=[0])
     np.testing.assert_allclose(b_obs[0].numpy(), obs)
@@ -77,7 +88,7 @@ def test_hand_computed_three_days_both_faces():
         assert float(b_r[0]) == pytest.approx(expected_net[k], abs=1e-15)
         assert info["equity"] == pytest.approx(equity, abs=1e-15)
         if k == 0:  # next observation: row 1 features + drifted weights
-            np.testing.assert_allclose(obs, np.concatenate([p.features()[1], drift1]), atol=1e-15)
+            np.testing.assert_allclose(obs, np.concatenate([p.features[1], drift1]), atol=1e-15)
             np.testing.assert_allclose(b_obs[0].numpy(), obs, atol=1e-15)
             assert info["turnover"] == pytest.approx(1.6, abs=1e-15)
         assert term is False and bool(b_term[0]) is False
@@ -86,6 +97,7 @@ def test_hand_computed_three_days_both_faces():
 
 def test_vix_shaped_reward_by_hand():
     p = _tiny_panel()  # VIX at row 0 = 20 + 10 * 1.0 = 30
+    assert p.vix[0] == 30.0
     cfg = EnvConfig(equity_assets=("EQ",), terminate_below=None, dtype="float64")
     env = PortfolioEnv(p, cfg, 0, 3)
     env.reset(options={"start_idx": 0})
@@ -155,15 +167,38 @@ def test_extreme_logits_in_env_stay_finite(panel):
 # ----------------------------------------------------------------------------------------------------
 
 
-def test_gymnasium_check_env(panel):
-    for cfg in (EnvConfig(), EnvConfig(term_structure=True, dtype="float64", reward="differential_sharpe")):
-        env = PortfolioEnv(panel, cfg, 10, 300)
+def test_gymnasium_check_env(panel, features):
+    term = OBSERVATION_VARIANTS["term"]
+    term_panel = allocation_panel(features, term, ASSETS)
+    for p, cfg in ((panel, EnvConfig()),
+                   (term_panel, EnvConfig(observation=term, dtype="float64", reward="differential_sharpe")),
+                   (panel, EnvConfig(clip_obs=5.0))):
+        env = PortfolioEnv(p, cfg, 10, 300)
         with warnings.catch_warnings():  # unbounded logits: gymnasium warns about the infinite action Box
             warnings.simplefilter("ignore", UserWarning)
             check_env(env, skip_render_check=True)
-        assert env.observation_space.shape == (cfg.obs_dim(panel),)
+        assert env.observation_space.shape == (cfg.obs_dim(p),)
     assert EnvConfig().obs_dim(panel) == 21
-    assert EnvConfig(term_structure=True).obs_dim(panel) == 23
+    assert EnvConfig(observation=term).obs_dim(term_panel) == 23
+    assert EnvConfig().obs_names(term_panel)[-7:] == ["vix_term", "vix_term_chg_5d", *(f"w.{a}" for a in ASSETS),
+                                                      "w.cash"]
+
+
+def test_clip_obs_clips_features_never_weights(panel):
+    assert EnvConfig().clip_obs is None
+    np.testing.assert_array_equal(EnvConfig().obs_features(panel), panel.features)  # no raw clip by default
+    cfg = EnvConfig(clip_obs=1.0, dtype="float64")
+    feats = cfg.obs_features(panel)
+    np.testing.assert_array_equal(feats, np.clip(panel.features, -1.0, 1.0))
+    assert (np.abs(panel.features) > 1.0).any()  # the clip bites (vix_chg_5d is in index points)
+    w = np.array([0.0, 0.0, 0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(cfg.observe(panel.features[5], w), np.concatenate([feats[5], w]))
+    obs, _ = PortfolioEnv(panel, cfg, 0, 100).reset(options={"start_idx": 5})
+    np.testing.assert_array_equal(obs, np.concatenate([feats[5], w]))
+    env = BatchedPortfolioEnv(panel, cfg, 0, 100, num_envs=2)
+    np.testing.assert_array_equal(env.reset([5, 6]).numpy(), np.stack([np.concatenate([feats[k], w]) for k in (5, 6)]))
+    with pytest.raises(ValueError):
+        EnvConfig(clip_obs=0.5)  # would clip the weights
 
 
 @pytest.mark.parametrize("reward", ["vix_shaped", "vol_penalty", "differential_sharpe", "net"])
@@ -237,15 +272,14 @@ def test_batched_env_on_cuda_matches_cpu(panel):
 def test_panel_shapes_alignment_and_window(panel, market):
     assert panel.assets == ASSETS
     assert panel.returns.shape == (panel.n_dates, 4)
-    assert panel.asset_features.shape == (panel.n_dates, 4, 3)
-    assert panel.vix_features.shape == (panel.n_dates, 4)
+    assert panel.features.shape == (panel.n_dates, 16) and len(panel.feature_names) == 16
+    assert panel.feature_names[:3] == ("SPY.ret_5d", "SPY.ret_21d", "SPY.rv_21d_ann")
     # returns are close-to-close between consecutive panel rows
-    spy = market.bars.filter(pl.col("ticker") == "SPY").select("date", "adj_close")
-    closes = dict(zip(spy["date"].to_list(), spy["adj_close"].to_list()))
+    spy = market.bars.filter(pl.col("ticker") == "SPY").select("date", "close")
+    closes = dict(zip(spy["date"].to_list(), spy["close"].to_list()))
     d = [x.astype(object) for x in panel.dates]
     for k in (1, 50, panel.n_dates - 1):
         assert panel.returns[k, 0] == pytest.approx(closes[d[k]] / closes[d[k - 1]] - 1.0, rel=1e-12)
-        assert panel.asset_features[k, 0, 0] == pytest.approx(closes[d[k]] / _prev(closes, d[k], 5) - 1.0, rel=1e-9)
     lo, hi = panel.index_range(d[10], d[40])
     assert (lo, hi) == (9, 40)  # decisions at rows 9..39 earn rows 10..40
     assert panel.index_range(None, None) == (0, panel.n_dates - 1)
@@ -253,60 +287,32 @@ def test_panel_shapes_alignment_and_window(panel, market):
         panel.index_range(date(1990, 1, 1), date(1990, 2, 1))
 
 
-def _prev(closes: dict, day: date, k: int) -> float:
-    days = sorted(closes)
-    return closes[days[days.index(day) - k]]
-
-
-def test_panel_is_causal_and_hash_tracks_data(market):
-    full = build_panel(market.bars, market.index_bars, ASSETS)
+def test_panel_is_causal_and_hash_tracks_data(market, panel):
+    full = panel
     cut = date(2016, 6, 30)
-    part = build_panel(
-        market.bars.filter(pl.col("date") <= cut), market.index_bars.filter(pl.col("date") <= cut), ASSETS
-    )
+    part = allocation_panel(compute_features(market.bars.filter(pl.col("date") <= cut),
+                                             market.index_bars.filter(pl.col("date") <= cut)), None, ASSETS)
     n = part.n_dates
     assert part.dates[-1] <= np.datetime64(cut)
     np.testing.assert_array_equal(full.dates[:n], part.dates)
-    for name in ("returns", "asset_features", "vix_features", "vix", "term_features"):
+    for name in ("returns", "features", "vix"):
         np.testing.assert_array_equal(getattr(full, name)[:n], getattr(part, name), err_msg=name)
     assert full.data_hash(0, n - 1) == part.data_hash()
     assert full.data_hash() != part.data_hash()
-    bumped = market.bars.with_columns(
-        pl.when((pl.col("ticker") == "GLD") & (pl.col("date") == pl.date(2016, 3, 1)))
-        .then(pl.col("adj_close") * 1.01)
-        .otherwise(pl.col("adj_close"))
-        .alias("adj_close")
-    )
-    assert build_panel(bumped, market.index_bars, ASSETS).data_hash() != full.data_hash()
 
 
-def test_vix_holiday_rows_dropped_and_extra_block(market, panel):
-    d0 = panel.dates[100].astype(object)
+def test_vix_holiday_rows_never_become_rows(market, panel):
     sat = date(2016, 7, 2)  # a Saturday: CBOE-style row on a non-trading day
     extra_vix = pl.DataFrame(
         {"symbol": ["VIX"], "date": [sat], "open": [99.0], "high": [99.0], "low": [99.0], "close": [99.0]}
     ).cast(dict(market.index_bars.schema))
     idx = pl.concat([market.index_bars, extra_vix]).sort("symbol", "date")
-    extra = pl.DataFrame({"date": [d0], "hmm_p_high": [0.7]})
-    p2 = build_panel(market.bars, idx, ASSETS, extra=extra)
+    p2 = allocation_panel(compute_features(market.bars, idx), None, ASSETS)
     np.testing.assert_array_equal(p2.dates, panel.dates)
     assert np.datetime64(sat) not in set(p2.dates)
     np.testing.assert_array_equal(p2.vix, panel.vix)
-    assert p2.extra_names == ("hmm_p_high",)
-    assert p2.extra[100, 0] == 0.7 and p2.extra[:, 0].sum() == pytest.approx(0.7)
-    cfg = EnvConfig(extra_features=True, term_structure=True)
-    assert cfg.obs_dim(p2) == 21 + 2 + 1
-    assert cfg.obs_names(p2)[-6] == "hmm_p_high"
-
-
-def test_vix_features_match_feature_pipeline(market, panel):
-    ctx = pytest.importorskip("ml.features.context")
-    vf = ctx.vix_features(market.index_bars, pl.Series(panel.dates).cast(pl.Date))
-    ref = vf.select("vix_centered", "vix_chg_5d", "vix_rel_21", "vix_high_63").to_numpy().copy()
-    ref[:, 1] /= 10.0  # the panel scales the 5-day change to tens of index points
-    ok = np.isfinite(ref).all(axis=1)
-    assert ok[80:].all()
-    np.testing.assert_allclose(panel.vix_features[ok], ref[ok], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(p2.features, panel.features)
+    assert p2.data_hash() == panel.data_hash()
 
 
 @pytest.mark.real_data
@@ -314,10 +320,10 @@ def test_real_snapshot_panel(real_data_dir):
     from ml.data.csv_source import CsvMarketSource
 
     m = CsvMarketSource(real_data_dir).load(Universe(include_stocks=False), on_progress=lambda _: None)
-    p = build_panel(m.bars, m.index_bars)
+    p = allocation_panel(compute_features(m.bars, m.index_bars))
     i = int(np.searchsorted(p.dates, np.datetime64("2020-03-16")))
     assert p.vix[i] == pytest.approx(82.69)
-    assert p.vix_features[i, 3] == 1.0
+    assert p.column("vix_high_63")[i] == 1.0 and p.column("vix_centered")[i] == pytest.approx(6.269)
     # CBOE publishes VIX on some exchange holidays (e.g. 2022-05-30): never a panel row
     assert np.datetime64("2022-05-30") not in set(p.dates)
     lo, hi = p.index_range("2008-01-01", "2019-12-31")

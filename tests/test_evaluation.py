@@ -6,16 +6,17 @@ import pytest
 from ml.agents.ppo import PPOConfig, evaluate_policy, train_ppo
 from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
-from ml.envs.market_panel import build_panel
+from ml.dataset import allocation_panel
 from ml.envs.portfolio import EnvConfig
 from ml.evaluation import POLICY, evaluate_fold
+from ml.features import compute_features
 
 
 @pytest.fixture(scope="module")
 def trained():
     market = generate_market(Universe(include_stocks=False, history_start=None), seed=5,
                              start=__import__("datetime").date(2012, 1, 3))
-    panel = build_panel(market.bars, market.index_bars)
+    panel = allocation_panel(compute_features(market.bars, market.index_bars))
     lo, hi = panel.index_range("2013-01-01", "2016-12-31")
     result = train_ppo(panel, lo, hi, EnvConfig(episode_length=128),
                        PPOConfig(total_steps=4096, num_envs=8, num_steps=64, num_minibatches=2, device="cpu"))

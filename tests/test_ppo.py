@@ -1,15 +1,16 @@
 """PPO: learns a planted fear signal, reproducible bit for bit on CPU, checkpoints round-trip and fail loudly."""
 from __future__ import annotations
 
+import hashlib
 import pickle
 
 import numpy as np
 import pytest
 import torch
 
-from ml.agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ml.agents.checkpoint import CheckpointError, checkpoint_bytes, load_checkpoint, save_checkpoint
 from ml.agents.ppo import PPOConfig, PPOPolicy, evaluate_policy, resolve_device, train_ppo
-from ml.backtest.costs import rebalance
+from ml.costs import rebalance
 from ml.envs.market_panel import MarketPanel
 from ml.envs.portfolio import EnvConfig
 
@@ -18,7 +19,7 @@ DRIFT, CRASH = 0.005, -0.02
 
 
 def _toy_panel(n: int = 3000, seed: int = 0) -> tuple[MarketPanel, np.ndarray]:
-    """One asset + cash. A fear flag is on ~20% of days (in the VIX-feature slots); the asset's next-day
+    """One asset + cash. A fear flag is on ~20% of days (in two VIX columns); the asset's next-day
     return is +0.5% when the flag is off and -2% when it is on (+-0.3% noise). Optimal: hold the asset
     when the flag is off, cash when it is on."""
     rng = np.random.default_rng(seed)
@@ -26,8 +27,10 @@ def _toy_panel(n: int = 3000, seed: int = 0) -> tuple[MarketPanel, np.ndarray]:
     r = np.zeros((n, 1))
     r[1:, 0] = np.where(flag[:-1] > 0, CRASH, DRIFT) + rng.normal(0.0, 0.003, n - 1)
     vixf = np.stack([flag, np.zeros(n), np.zeros(n), flag], axis=1)
-    feats = rng.normal(0.0, 0.01, (n, 1, 3))  # uninformative
-    return MarketPanel.from_arrays(r, feats, vixf, assets=("X",)), flag
+    feats = rng.normal(0.0, 0.01, (n, 3))  # uninformative
+    names = ("X.ret_5d", "X.ret_21d", "X.rv_21d_ann", "vix_centered", "vix_chg_5d", "vix_rel_21", "vix_high_63")
+    return MarketPanel.from_arrays(r, np.hstack([feats, vixf]), feature_names=names, assets=("X",),
+                                   vix=20.0 + 10.0 * flag), flag
 
 
 TOY_ENV = EnvConfig(reward="net", cost_rate=0.0, equity_assets=(), terminate_below=None, episode_length=256)
@@ -78,7 +81,7 @@ def test_evaluate_policy_outputs_and_cost_consistency(toy):
     np.testing.assert_array_equal(dates, panel.dates[lo + 1 : hi + 1])
     np.testing.assert_allclose(weights.sum(1), 1.0, atol=1e-9)
     assert (weights >= 0).all()
-    # the backtester's arithmetic (ml.backtest.costs) reproduces the env's net returns from the weights
+    # the backtester's arithmetic (ml.costs) reproduces the env's net returns from the weights
     w_old = np.array([0.0, 1.0])
     for i in range(len(net)):
         res = rebalance(weights[i], w_old, panel.returns[lo + i + 1], TOY_ENV.cost_rate)
@@ -121,6 +124,14 @@ def test_checkpoint_round_trip(toy, tmp_path):
     a = evaluate_policy(result.policy, panel, *TEST)
     b = evaluate_policy(loaded, panel, *TEST)
     np.testing.assert_array_equal(a.weights, b.weights)
+    # the bytes written are checkpoint_bytes(); with their SHA-256 the load is verified
+    blob = checkpoint_bytes(result.policy, {"fold": "toy"})
+    (tmp_path / "b.pt").write_bytes(blob)
+    again = load_checkpoint(tmp_path / "b.pt", sha256=hashlib.sha256(blob).hexdigest())
+    for k, v in result.policy.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+    assert again.meta == {"fold": "toy"}
+    load_checkpoint(path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
@@ -142,6 +153,10 @@ def test_checkpoint_errors(toy, tmp_path):
         pickle.dump({"format": object()}, fh)
     with pytest.raises(CheckpointError, match="corrupt"):
         load_checkpoint(evil)
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(good, sha256=hashlib.sha256(b"something else").hexdigest())
+    with pytest.raises(CheckpointError, match="SHA-256"):  # the truncated file no longer has the good hash
+        load_checkpoint(truncated, sha256=hashlib.sha256(good.read_bytes()).hexdigest())
     with pytest.raises(CheckpointError, match="cost_rate"):
         load_checkpoint(good, expected_env_config=TOY_ENV.model_copy(update={"cost_rate": 0.001}))
     with pytest.raises(CheckpointError, match="data hash mismatch"):
@@ -161,11 +176,13 @@ def test_checkpoint_errors(toy, tmp_path):
 def test_evaluate_rejects_incompatible_panel(toy):
     _, _, result, _ = toy
     other, _ = _toy_panel(300)
-    other = MarketPanel.from_arrays(
-        other.returns, other.asset_features, other.vix_features, assets=("Y",)
-    )
+    renamed = MarketPanel.from_arrays(other.returns, other.features, feature_names=other.feature_names, assets=("Y",))
     with pytest.raises(ValueError, match="layout"):
-        evaluate_policy(result.policy, other, 0, 100)
+        evaluate_policy(result.policy, renamed, 0, 100)
+    fewer = MarketPanel.from_arrays(other.returns, other.features[:, 1:], feature_names=other.feature_names[1:],
+                                    assets=("X",))
+    with pytest.raises(ValueError, match="layout"):
+        evaluate_policy(result.policy, fewer, 0, 100)
 
 
 def test_device_resolution():

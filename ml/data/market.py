@@ -89,3 +89,14 @@ class MarketData:
 def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType], keys: list[str]) -> pl.DataFrame:
     """Select and cast ``frame`` to ``schema`` (column order included) and sort by ``keys``."""
     return frame.select([pl.col(c).cast(t) for c, t in schema.items()]).sort(keys)
+
+
+def trading_calendar_frame(bars: pl.DataFrame, reference_ticker: str) -> pl.DataFrame:
+    """``ref.trading_calendar``: the dates observed for ``reference_ticker`` in ``bars`` with a 0-based
+    ``session`` index (``date, session, reference_ticker, source``)."""
+    ref = bars.filter(pl.col("ticker") == reference_ticker).sort("date")
+    if ref.is_empty():
+        raise ValueError(f"reference ticker {reference_ticker!r} has no bars; cannot build the trading calendar")
+    source = ref.get_column("source") if "source" in ref.columns else pl.Series("source", ["unknown"] * ref.height)
+    return pl.DataFrame({"date": ref.get_column("date"), "session": pl.int_range(ref.height, eager=True).cast(pl.Int32),
+                         "reference_ticker": reference_ticker, "source": source})

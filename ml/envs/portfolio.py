@@ -1,7 +1,7 @@
 """Daily long-only allocation environment over a :class:`~ml.envs.market_panel.MarketPanel`, two faces.
 
 One set of semantics, written once in the array-agnostic helpers of this module (and
-:func:`ml.backtest.costs.rebalance`), used by both faces:
+:func:`ml.costs.rebalance`), used by both faces:
 
 * :class:`PortfolioEnv` - a ``gymnasium.Env`` (NumPy, one environment, float64 arithmetic);
 * :class:`BatchedPortfolioEnv` - ``E`` environments stepped at once as Torch tensors on a device (CPU or
@@ -10,15 +10,16 @@ One set of semantics, written once in the array-agnostic helpers of this module 
 Timing (project convention): the observation for row t is built at the close of t from data <= close t;
 the action chosen on it sets the weights held from close t to close t+1 and earns ``returns[t+1]``.
 
-Observation at row t (``float32`` by default, every entry clipped to ``[-clip_obs, clip_obs]``):
-``[A x (ret_5d, ret_21d, vol_21d)] + [vix_centered, vix_chg_5d, vix_rel_21, vix_high_63]
-(+ [vix_term, vix_term_chg_5d] if term_structure) (+ extra columns if extra_features)
-+ [weights held going into t, A assets then cash]`` -> 3A + 4 + (A + 1) = 21 numbers for 4 assets.
+Observation at row t (``float32`` by default; clipped to ``[-clip_obs, clip_obs]`` when ``clip_obs`` is set):
+the panel's feature row t - the dataset columns named by ``EnvConfig.observation`` (an
+:class:`ml.dataset.ObservationSpec`; default ``[A x (ret_5d, ret_21d, rv_21d_ann)] + [vix_centered,
+vix_chg_5d, vix_rel_21, vix_high_63]``) - then the weights held going into t (A assets then cash):
+3A + 4 + (A + 1) = 21 numbers for 4 assets. The policy standardises them with train-window statistics.
 
 Action: ``A + 1`` raw logits (unbounded reals); the target weights are ``softmax(logits)`` (cash last):
 long-only, fully invested, always on the simplex.
 
-Step (decision at close t): turnover, cost and net return via :func:`ml.backtest.costs.rebalance`
+Step (decision at close t): turnover, cost and net return via :func:`ml.costs.rebalance`
 (``net = w_new . r_{t+1} - cost_rate * sum|w_new - w_old|``, cash earns 0), then the weights drift with
 day t+1's returns (``w_old`` for the next step = ``w_new (1 + r) / (1 + w_new . r)``), equity is
 multiplied by ``1 + net`` and the next observation is for row t+1.
@@ -52,7 +53,9 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ml.backtest.costs import rebalance
+from ml.costs import rebalance
+from ml.data.universe import EQUITY_ASSETS
+from ml.dataset import ObservationSpec
 from ml.envs.market_panel import MarketPanel
 
 __all__ = [
@@ -78,7 +81,7 @@ class EnvConfig(BaseModel):
     vix_lambda: float = Field(default=0.05, ge=0.0)
     vix_penalty: float = Field(default=2.0, ge=0.0)
     vix_threshold: float = Field(default=22.0, gt=0.0, description="VIX level (index points) above which equity is charged")
-    equity_assets: tuple[str, ...] = ("SPY", "QQQ")
+    equity_assets: tuple[str, ...] = EQUITY_ASSETS
     vol_lambda: float = Field(default=0.05, ge=0.0)
     vol_window: int = Field(default=20, ge=2)
     vol_kappa: float = Field(default=0.0, ge=0.0, description="extra turnover penalty on top of the cost")
@@ -87,27 +90,29 @@ class EnvConfig(BaseModel):
     episode_length: int = Field(default=1024, ge=1, description="steps (trading days) per episode")
     terminate_below: float | None = Field(default=0.5, gt=0.0, lt=1.0)
     initial_weights: Literal["cash", "equal"] = "cash"
-    term_structure: bool = False
-    extra_features: bool = False
-    clip_obs: float = Field(default=5.0, gt=0.0)
+    observation: ObservationSpec = Field(default_factory=ObservationSpec,
+                                         description="the dataset columns the policy observes (ml.dataset)")
+    clip_obs: float | None = Field(default=None, ge=1.0, description="clip raw observations to +-clip_obs "
+                                   "(>= 1: weights are never clipped; None: no clip, the policy normaliser clips "
+                                   "standardised values)")
     dtype: Literal["float32", "float64"] = "float32"
 
     def obs_dim(self, panel: MarketPanel) -> int:
-        return len(panel.feature_names(self.term_structure, self.extra_features)) + panel.n_assets + 1
+        return len(self.obs_names(panel))
 
     def obs_names(self, panel: MarketPanel) -> list[str]:
-        return panel.feature_names(self.term_structure, self.extra_features) + [
-            *(f"w.{a}" for a in panel.assets), "w.cash"
-        ]
+        return [*panel.feature_names, *(f"w.{a}" for a in panel.assets), "w.cash"]
+
+    def _clip(self, x: np.ndarray) -> np.ndarray:
+        return x if self.clip_obs is None else np.clip(x, -self.clip_obs, self.clip_obs)
 
     def obs_features(self, panel: MarketPanel) -> np.ndarray:
-        """The per-date part of every observation ``[T, F]``: the panel's feature block, clipped to ``±clip_obs``."""
-        return np.clip(panel.features(self.term_structure, self.extra_features), -self.clip_obs, self.clip_obs)
+        """The per-date part of every observation ``[T, F]``: the panel's feature columns (clipped if set)."""
+        return self._clip(panel.features)
 
-    def observation(self, features_row: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """One observation: a row of :meth:`obs_features` then the weights held (cash last), clipped, in ``dtype``."""
-        obs = np.concatenate([features_row, weights])
-        return np.clip(obs, -self.clip_obs, self.clip_obs).astype(self.dtype)
+    def observe(self, features_row: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """One observation: a row of :meth:`obs_features` then the weights held (cash last), in ``dtype``."""
+        return self._clip(np.concatenate([features_row, weights])).astype(self.dtype)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -218,12 +223,13 @@ class PortfolioEnv(gym.Env):
         self._w0 = initial_weights(panel.n_assets, cfg.initial_weights)
         self._dtype = np.dtype(cfg.dtype)
         n = cfg.obs_dim(panel)
-        self.observation_space = gym.spaces.Box(-cfg.clip_obs, cfg.clip_obs, shape=(n,), dtype=self._dtype)
+        bound = np.inf if cfg.clip_obs is None else cfg.clip_obs
+        self.observation_space = gym.spaces.Box(-bound, bound, shape=(n,), dtype=self._dtype)
         self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(panel.n_assets + 1,), dtype=self._dtype)
         self._t = self.start_idx
 
     def _obs(self) -> np.ndarray:
-        return self.cfg.observation(self._feat[self._t], self._w)
+        return self.cfg.observe(self._feat[self._t], self._w)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -344,7 +350,7 @@ class BatchedPortfolioEnv:
         """Observation, features first ``[D, E]`` (contiguous)."""
         out = torch.empty(self.obs_dim, self.num_envs, dtype=self.dtype, device=self.device)
         torch.index_select(self._feat, 1, self.t, out=out[: self.n_features])
-        out[self.n_features :] = self._w  # weights are in [0, 1]: inside the clip range
+        out[self.n_features :] = self._w  # weights are in [0, 1]: never clipped
         return out
 
     # -- API -----------------------------------------------------------------------------------------

@@ -634,24 +634,41 @@ def hmm_report_frames(
     }
 
 
-# ----------------------------------------------------------------------------- persistence
+def sector_observations(bars: pl.DataFrame, sectors: pl.DataFrame, config: HmmConfig) -> pl.DataFrame:
+    """:func:`hmm_observations` of every sector group of ``config.mode`` (per sector x date, causal)."""
+    groups = sector_groups(bars, sectors, config.mode)
+    return hmm_observations(bars, groups, window=config.window, market_ticker=config.market_ticker)
+
+
+# ----------------------------------------------------------------------------- a fold's set
 HMM_FILE_FORMAT = "regimeflow.sector_hmms/1"
 
 
-def sector_hmms_to_json(fitted: Mapping[str, FittedHMM], config: HmmConfig) -> str:
-    """One JSON document with every sector's fitted HMM (parameters and train-window scaler) and the
-    config that built its observations: enough to forward-filter new days exactly as the fold did."""
-    import json
+@dataclass(frozen=True)
+class SectorHmms:
+    """One fold's fitted sector HMMs and the config that built their observations: everything needed to
+    forward-filter any day exactly as the fold did (the fold asset, the live states, the look-ahead check)."""
 
-    return json.dumps({"format": HMM_FILE_FORMAT, "config": config.model_dump(),
-                       "sectors": {s: f.to_dict() for s, f in fitted.items()}})
+    fitted: dict[str, FittedHMM]
+    config: HmmConfig
 
+    def probabilities(self, bars: pl.DataFrame, sectors: pl.DataFrame) -> pl.DataFrame:
+        """Forward-filtered probabilities (``sector, date, p_*, state``) of every fitted sector over all
+        dates of ``bars``: observations -> filter with the frozen parameters. Known at the close of each date."""
+        return sector_filtered_probabilities(self.fitted, sector_observations(bars, sectors, self.config))
 
-def sector_hmms_from_json(text: str) -> tuple[dict[str, FittedHMM], HmmConfig]:
-    """Inverse of :func:`sector_hmms_to_json`; ``ValueError`` for another format."""
-    import json
+    def to_json(self) -> str:
+        import json
 
-    doc = json.loads(text)
-    if doc.get("format") != HMM_FILE_FORMAT:
-        raise ValueError(f"not a sector-HMM file of format {HMM_FILE_FORMAT!r} (got {doc.get('format')!r})")
-    return {s: FittedHMM.from_dict(d) for s, d in doc["sectors"].items()}, HmmConfig(**doc["config"])
+        return json.dumps({"format": HMM_FILE_FORMAT, "config": self.config.model_dump(),
+                           "sectors": {s: f.to_dict() for s, f in self.fitted.items()}})
+
+    @classmethod
+    def from_json(cls, text: str) -> SectorHmms:
+        """Inverse of :meth:`to_json`; ``ValueError`` for another format."""
+        import json
+
+        doc = json.loads(text)
+        if doc.get("format") != HMM_FILE_FORMAT:
+            raise ValueError(f"not a sector-HMM file of format {HMM_FILE_FORMAT!r} (got {doc.get('format')!r})")
+        return cls({s: FittedHMM.from_dict(d) for s, d in doc["sectors"].items()}, HmmConfig(**doc["config"]))
