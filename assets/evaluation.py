@@ -5,72 +5,63 @@ import dagster as dg
 import polars as pl
 
 from assets._metadata import md_table
-from assets._models import load_fold_policy
-from assets.keys import (
-    EVAL_FOLD,
-    EVAL_WALK_FORWARD,
-    MODELS_POLICY_PPO,
-    RAW_BARS,
-    RAW_INDEX_BARS,
-    REF_FOLDS,
-    REGIMES_VIX,
-)
-from ml.data.universe import ALLOCATION_ASSETS
-from ml.envs.market_panel import build_panel
+from assets.keys import EVAL_FOLD, EVAL_WALK_FORWARD, MODELS_POLICY_PPO, REF_FOLDS, REF_TRADING_CALENDAR, REGIMES_VIX
+from assets.policies import FOLD_PANEL_INPUTS, PANEL_INPUTS
+from infra.automation import eager_when_checks_pass
+from infra.io_managers import LoadedModel
+from infra.partitions import folds_partitions
+from infra.resources import PolicyResource, RegimeResource, RiskResource, WarehouseResource
+from ml.dataset import policy_panel
 from ml.evaluation import evaluate_fold, stitch_walk_forward, stressed_returns, walk_forward_metrics
-from ml.folds import Fold
+from ml.folds import Fold, fold_from_frame, yearly_keys
 from ml.regimes.vix import vix_buckets
 from ml.reports.analysis import cost_stress
 from ml.reports.html import ReportContext, render_report, save_charts, write_report
-from orchestration.partitions import folds_partitions
-from orchestration.automation import eager_when_checks_pass
-from orchestration.resources import PolicyResource, RegimeResource, RiskResource, WarehouseResource
-from orchestration.version import code_version
-from warehouse import ingest as wi
-from warehouse.evaluation import ALLOCATIONS, DAILY, FOLD_METRICS, write_fold_evaluation, write_walk_forward
-from warehouse.features import warehouse_source
-from warehouse.folds import FOLDS_TABLE, resolve_fold
-from warehouse.tables import read_table
+from infra.version import code_version
 
 SHOWN = ["strategy", "total_return", "cagr", "ann_vol", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
          "max_drawdown", "calmar", "avg_turnover"]
 
 
-def _vix_window(wh, start, end) -> pl.DataFrame:
-    """``regimes.vix`` over [start − 10 days, end]: the decision closes of the window (and a margin)."""
-    return read_table(wh, "regimes.vix", "WHERE date BETWEEN ? AND ?", [start - timedelta(days=10), end])
+def _vix_window(vix: pl.DataFrame, start, end) -> pl.DataFrame:
+    """``regimes.vix`` rows over [start − 10 days, end]: the decision closes of the window (and a margin)."""
+    return vix.filter(pl.col("date").is_between(start - timedelta(days=10), end))
 
 
-@dg.asset(key=EVAL_FOLD, deps=[MODELS_POLICY_PPO, RAW_BARS, RAW_INDEX_BARS, REF_FOLDS, REGIMES_VIX],
-          partitions_def=folds_partitions, group_name="evaluation", kinds={"duckdb"})
+def _stress(daily: pl.DataFrame) -> pl.DataFrame:
+    return cost_stress({m: {s: stressed_returns(daily.filter(pl.col("strategy") == s), m)["net_return"].to_numpy()
+                            for s in daily["strategy"].unique(maintain_order=True)} for m in (1.0, 2.0, 3.0)})
+
+
+@dg.asset(key=EVAL_FOLD, partitions_def=folds_partitions, group_name="evaluation", kinds={"duckdb", "html"},
+          ins={"policy_ppo": dg.AssetIn(MODELS_POLICY_PPO), **PANEL_INPUTS, **FOLD_PANEL_INPUTS})
 def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, regimes: RegimeResource,
-                    risk: RiskResource, warehouse: WarehouseResource):
+                    risk: RiskResource, warehouse: WarehouseResource, policy_ppo: LoadedModel, features: pl.DataFrame,
+                    vix: pl.DataFrame, folds: pl.DataFrame, sector_probabilities: pl.DataFrame,
+                    prescreen: LoadedModel) -> dict[str, pl.DataFrame]:
     """The fold's trained policy (deterministic) and every baseline over the test window, same days and
-    costs, at 1×/2×/3× costs: ``eval.daily_returns``, ``eval.allocations``, ``eval.fold_metrics``."""
-    wh = warehouse.get()
-    fold = resolve_fold(wh, context.partition_key)
-    ppo, _ = load_fold_policy(wh, fold.key)
-    bars = wi.read_bars(wh, list(ALLOCATION_ASSETS))
-    panel = build_panel(bars, wi.read_index_bars(wh), ALLOCATION_ASSETS, end=fold.test_end)
+    costs, at 1×/2×/3× costs: ``eval.daily_returns``, ``eval.allocations``, ``eval.fold_metrics`` and the
+    fold's HTML report."""
+    fold = fold_from_frame(folds, context.partition_key)
+    ppo = policy_ppo.model
+    panel = policy_panel(features, ppo.env_config.observation, sector_probabilities=sector_probabilities,
+                         prescreen=prescreen.model, vix_regimes=vix, end=fold.test_end)
     lo, hi = panel.index_range(fold.test_start, fold.test_end)
-    cost_rate = policy.cost_bps / 1e4
     breaker = risk.breaker_config() if risk.research_enabled else None
-    ev = evaluate_fold(ppo, panel, lo, hi, cost_rate, breaker=breaker)
+    ev = evaluate_fold(ppo, panel, lo, hi, policy.cost_rate, breaker=breaker)
     if breaker is not None:
         context.log.info(f"research circuit breaker on: {ev.breaker_activations.height} activation days "
                          "(strategy ppo_breaker)")
         for row in ev.breaker_activations.head(20).iter_rows(named=True):
             context.log.info(f"  breaker {row['date']}: {row['reason']}")
-    buckets = vix_buckets(ev.allocations["vix"].to_numpy(), regimes.vix_config())
+    vix_cfg = regimes.vix_config()
+    buckets = vix_buckets(ev.allocations["vix"].to_numpy(), vix_cfg)
     allocations = ev.allocations.with_columns(pl.Series("vix_bucket", buckets, dtype=pl.Utf8))
-    write_fold_evaluation(wh, fold.key, ev.daily, allocations, ev.metrics)
     base = ev.metrics.filter(pl.col("cost_multiplier") == 1.0)
-    stress = {m: {s: stressed_returns(ev.daily.filter(pl.col("strategy") == s), m)["net_return"].to_numpy()
-                  for s in ev.daily["strategy"].unique(maintain_order=True)} for m in (1.0, 2.0, 3.0)}
     ctx = ReportContext(
-        source=warehouse_source(wh), code_version=code_version(), folds=[fold], cost_bps=policy.cost_bps,
-        seeds=policy.seed, metrics=base, daily=ev.daily, allocations=allocations,
-        vix=_vix_window(wh, fold.test_start, fold.test_end), cost_stress=cost_stress(stress),
+        source=features["source"][0], code_version=code_version(), folds=[fold], cost_bps=policy.cost_rate * 1e4,
+        seeds=ppo.ppo_config.seed, metrics=base, daily=ev.daily, allocations=allocations,
+        vix=_vix_window(vix, fold.test_start, fold.test_end), cost_stress=_stress(ev.daily), vix_config=vix_cfg,
     ).with_derived()
     path = write_report(warehouse.report_dir() / f"fold_{fold.key}.html",
                         render_report(f"regimeflow — fold {fold.key} (test {fold.test_start} … {fold.test_end})", ctx))
@@ -78,11 +69,11 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
     context.log.info(f"fold {fold.key} test {fold.test_start}..{fold.test_end}: PPO Sharpe {ppo_row['sharpe']:.2f} "
                      f"[{ppo_row['sharpe_ci_low']:.2f}, {ppo_row['sharpe_ci_high']:.2f}], "
                      f"MDD {ppo_row['max_drawdown']:.1%}, CAGR {ppo_row['cagr']:.1%}")
-    return dg.MaterializeResult(metadata={
+    context.add_output_metadata({
         "fold": fold.key,
         "report": dg.MetadataValue.path(str(path)),
         "test_window": f"{fold.test_start} .. {fold.test_end}",
-        "cost_bps": policy.cost_bps,
+        "cost_bps": policy.cost_rate * 1e4,
         "metrics": dg.MetadataValue.md(md_table(base.select(SHOWN))),
         "ppo_sharpe": ppo_row["sharpe"],
         "ppo_max_drawdown": ppo_row["max_drawdown"],
@@ -90,42 +81,37 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
         "breaker_activation_days": ev.breaker_activations.height if breaker is not None else 0,
         "dagster/row_count": ev.daily.height,
     })
+    return {"main": ev.daily, "allocations": allocations, "metrics": ev.metrics}
 
 
-def _yearly_folds(folds: pl.DataFrame) -> list[str]:
-    """The default yearly folds (key = test year) in time order: the walk-forward track's pieces."""
-    return folds.filter(pl.col("key").str.contains(r"^\d{4}$")).sort("test_start")["key"].to_list()
-
-
-@dg.asset(key=EVAL_WALK_FORWARD, deps=[EVAL_FOLD], group_name="evaluation", kinds={"duckdb", "html"},
+@dg.asset(key=EVAL_WALK_FORWARD, group_name="evaluation", kinds={"duckdb", "html"},
+          ins={"evaluations": dg.AssetIn(EVAL_FOLD), "folds": dg.AssetIn(REF_FOLDS), "vix": dg.AssetIn(REGIMES_VIX),
+               "calendar": dg.AssetIn(REF_TRADING_CALENDAR)},
           automation_condition=eager_when_checks_pass())
 def walk_forward(context: dg.AssetExecutionContext, policy: PolicyResource, regimes: RegimeResource,
-                 warehouse: WarehouseResource):
+                 warehouse: WarehouseResource, evaluations: dict[str, pl.DataFrame], folds: pl.DataFrame,
+                 vix: pl.DataFrame, calendar: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """Stitch the yearly folds' test windows into one out-of-sample track (2012 → last complete year), with
     metrics (Sharpe CIs, cost stress), the behaviour tables, the HTML report and the ``analytics.*`` views."""
-    wh = warehouse.get()
-    folds = read_table(wh, FOLDS_TABLE)
-    daily = read_table(wh, DAILY)
-    keys = [k for k in _yearly_folds(folds) if k in set(daily["fold"])]
-    missing = sorted(set(_yearly_folds(folds)) - set(keys))
+    daily = evaluations["main"]
+    yearly = yearly_keys(folds)
+    keys = [k for k in yearly if daily.height and k in set(daily["fold"])]
+    missing = sorted(set(yearly) - set(keys))
     if not keys:
         raise dg.Failure("no evaluated yearly fold yet: materialize eval/fold for the fold partitions first")
     if missing:
         context.log.warning(f"walk-forward track without folds {missing} (not evaluated yet)")
     track = stitch_walk_forward(daily, keys)
-    wf_metrics = walk_forward_metrics(track, seed=policy.seed)
-    write_walk_forward(wh, track, wf_metrics)
-    allocations = read_table(wh, ALLOCATIONS, "WHERE fold IN (SELECT unnest(?))", [keys])
-    per_fold = read_table(wh, FOLD_METRICS, "WHERE cost_multiplier = 1.0 AND fold IN (SELECT unnest(?))", [keys])
+    wf_metrics = walk_forward_metrics(track, seed=policy.ppo_config().seed)
     base = wf_metrics.filter(pl.col("cost_multiplier") == 1.0)
-    stress = {m: {s: stressed_returns(track.filter(pl.col("strategy") == s), m)["net_return"].to_numpy()
-                  for s in track["strategy"].unique(maintain_order=True)} for m in (1.0, 2.0, 3.0)}
     ctx = ReportContext(
-        source=warehouse_source(wh), code_version=code_version(),
+        source=calendar["source"][0], code_version=code_version(),
         folds=[Fold.from_dict(r) for r in folds.filter(pl.col("key").is_in(keys)).sort("test_start").iter_rows(named=True)],
-        cost_bps=policy.cost_bps, seeds=policy.seed, metrics=base, daily=track, allocations=allocations,
-        vix=_vix_window(wh, track["date"].min(), track["date"].max()), per_fold=per_fold,
-        cost_stress=cost_stress(stress),
+        cost_bps=policy.cost_rate * 1e4, seeds=policy.ppo_config().seed, metrics=base, daily=track,
+        allocations=evaluations["allocations"].filter(pl.col("fold").is_in(keys)),
+        vix=_vix_window(vix, track["date"].min(), track["date"].max()),
+        per_fold=evaluations["metrics"].filter((pl.col("cost_multiplier") == 1.0) & pl.col("fold").is_in(keys)),
+        cost_stress=_stress(track), vix_config=regimes.vix_config(),
     ).with_derived()
     out = warehouse.report_dir()
     path = write_report(out / "walk_forward.html", render_report(
@@ -133,7 +119,7 @@ def walk_forward(context: dg.AssetExecutionContext, policy: PolicyResource, regi
     save_charts(out / "walk_forward_charts", ctx.charts or {})
     context.log.info(f"walk-forward report: {path}")
     buckets = ctx.vix_buckets
-    return dg.MaterializeResult(metadata={
+    context.add_output_metadata({
         "report": dg.MetadataValue.path(str(path)),
         "folds": keys,
         "missing_folds": missing,
@@ -141,3 +127,4 @@ def walk_forward(context: dg.AssetExecutionContext, policy: PolicyResource, regi
         "vix_buckets": dg.MetadataValue.md(md_table(buckets)) if buckets is not None else "",
         "dagster/row_count": track.height,
     })
+    return {"main": track, "metrics": wf_metrics}

@@ -8,10 +8,11 @@ from pydantic import Field
 
 from assets._metadata import md_table
 from assets.keys import RAW_BARS, RAW_INDEX_BARS, REF_SECTORS, REF_TRADING_CALENDAR
-from ml.data.market import DataSourceError
-from orchestration.automation import eager_when_checks_pass
-from orchestration.resources import MarketDataResource, WarehouseResource
+from ml.data.market import DataSourceError, trading_calendar_frame
+from infra.automation import eager_when_checks_pass
+from infra.resources import MarketDataResource, WarehouseResource
 from warehouse import ingest as wi
+from warehouse.catalog import storage
 
 GROUP = "ingestion"
 
@@ -68,10 +69,10 @@ def market_data(context: dg.AssetExecutionContext, config: IngestConfig, market:
         context.log.warning(warning)
     if incremental:
         data = wi.incremental_slice(data, extent)
-    ref_dates = data.bars.filter(pl.col("ticker") == market.reference_ticker)["date"]
+    ref_dates = data.bars.filter(pl.col("ticker") == market.calendar_ticker)["date"]
     new_dates = sorted(d for d in ref_dates.to_list() if extent.last_date is None or d > extent.last_date)
     if extent.last_date is not None and not new_dates:
-        context.log.info(f"no new {market.reference_ticker} session after {extent.last_date} (market holiday, "
+        context.log.info(f"no new {market.calendar_ticker} session after {extent.last_date} (market holiday, "
                          "weekend, or the source has not published today's bars yet): nothing new to ingest")
     elif extent.last_date is not None:
         context.log.info(f"{len(new_dates)} new session(s): {new_dates[0]} .. {new_dates[-1]}")
@@ -87,12 +88,13 @@ def market_data(context: dg.AssetExecutionContext, config: IngestConfig, market:
               "newest_session": str(new_dates[-1] if new_dates else extent.last_date)}
     if data.is_synthetic:
         common["WARNING"] = "SYNTHETIC DATA — not real market prices"
-    for key, table, extra in (
-        (RAW_BARS, "raw.bars", {"tickers": dg.MetadataValue.int(tickers.height),
-                                "date_range_per_ticker": dg.MetadataValue.md(md_table(tickers))}),
-        (RAW_INDEX_BARS, "raw.index_bars", {"date_range_per_symbol": dg.MetadataValue.md(md_table(indices))}),
-        (REF_SECTORS, "ref.sectors", {}),
+    for key, extra in (
+        (RAW_BARS, {"tickers": dg.MetadataValue.int(tickers.height),
+                    "date_range_per_ticker": dg.MetadataValue.md(md_table(tickers))}),
+        (RAW_INDEX_BARS, {"date_range_per_symbol": dg.MetadataValue.md(md_table(indices))}),
+        (REF_SECTORS, {}),
     ):
+        table = storage(key.path).main.table
         c = result[table]
         context.log.info(f"{table}: {c.inserted:,} inserted, {c.updated:,} updated, {c.unchanged:,} unchanged")
         yield dg.MaterializeResult(
@@ -109,15 +111,14 @@ def market_data(context: dg.AssetExecutionContext, config: IngestConfig, market:
         )
 
 
-@dg.asset(key=REF_TRADING_CALENDAR, deps=[RAW_BARS], group_name=GROUP, kinds={"duckdb"},
+@dg.asset(key=REF_TRADING_CALENDAR, group_name=GROUP, kinds={"duckdb"},
+          ins={"bars": dg.AssetIn(RAW_BARS, metadata={"columns": ["source"]})},
           automation_condition=eager_when_checks_pass())
-def trading_calendar(context: dg.AssetExecutionContext, market: MarketDataResource, warehouse: WarehouseResource):
+def trading_calendar(context: dg.AssetExecutionContext, market: MarketDataResource, bars: pl.DataFrame) -> pl.DataFrame:
     """Trading days actually observed for the reference ETF (default SPY), with a 0-based session index."""
-    wh = warehouse.get()
-    n = wi.rebuild_trading_calendar(wh, market.reference_ticker)
-    cal = wi.read_calendar(wh)
-    context.log.info(f"trading calendar: {n} sessions {cal.min()}..{cal.max()} from {market.reference_ticker}")
-    return dg.MaterializeResult(
-        metadata={"dagster/row_count": n, "first_date": str(cal.min()), "last_date": str(cal.max()),
-                  "reference_ticker": market.reference_ticker}
-    )
+    ticker = market.calendar_ticker
+    cal = trading_calendar_frame(bars, ticker)
+    context.log.info(f"trading calendar: {cal.height} sessions {cal['date'].min()}..{cal['date'].max()} from {ticker}")
+    context.add_output_metadata({"dagster/row_count": cal.height, "first_date": str(cal["date"].min()),
+                                 "last_date": str(cal["date"].max()), "reference_ticker": ticker})
+    return cal

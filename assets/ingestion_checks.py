@@ -10,7 +10,7 @@ from datetime import date
 import dagster as dg
 
 from assets.keys import RAW_BARS, RAW_INDEX_BARS
-from orchestration.resources import MarketDataResource, WarehouseResource
+from infra.resources import MarketDataResource, WarehouseResource
 from warehouse import ingest as wi
 from warehouse import quality
 
@@ -55,7 +55,7 @@ def bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResou
     """Validate every stored bar; the reference calendar is the reference ticker's observed dates."""
     wh = warehouse.get()
     bars = wi.read_bars(wh)
-    calendar = bars.filter(bars["ticker"] == market.reference_ticker)["date"]
+    calendar = bars.filter(bars["ticker"] == market.calendar_ticker)["date"]
     start, end = _range(market)
     report = quality.validate_bars(bars, calendar, history_start=start, history_end=end,
                                    waivers=quality.load_known_anomalies())
@@ -69,7 +69,7 @@ def index_bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDat
     """Validate VIX / VIX3M levels against the reference calendar."""
     wh = warehouse.get()
     bars = wi.read_bars(wh)
-    calendar = bars.filter(bars["ticker"] == market.reference_ticker)["date"]
+    calendar = bars.filter(bars["ticker"] == market.calendar_ticker)["date"]
     start, end = _range(market)
     report = quality.validate_index_bars(wi.read_index_bars(wh), calendar, history_start=start, history_end=end)
     context.log.info(report.summary_line())

@@ -1,4 +1,4 @@
-"""Asset keys, named ``[schema, table]`` after the DuckDB table each asset writes."""
+"""Asset keys. Where each asset is stored (tables, artifacts) is ``warehouse.catalog.CATALOG``."""
 import dagster as dg
 
 RAW_BARS = dg.AssetKey(["raw", "bars"])
@@ -17,3 +17,4 @@ EVAL_FOLD = dg.AssetKey(["eval", "fold"])
 EVAL_WALK_FORWARD = dg.AssetKey(["eval", "walk_forward"])
 REGIMES_SECTOR_HMM_LIVE = dg.AssetKey(["regimes", "sector_hmm_live"])
 DECISIONS_DAILY = dg.AssetKey(["decisions", "daily"])
+MONITORING_DRIFT = dg.AssetKey(["monitoring", "drift"])

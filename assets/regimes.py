@@ -1,9 +1,9 @@
 """Group ``regimes``: VIX bands per date, and causal sector HMMs fitted per walk-forward fold."""
+
 import dagster as dg
 import polars as pl
 
 from assets._metadata import md_table
-from assets._models import load_fold_hmms
 from assets.keys import (
     RAW_BARS,
     RAW_INDEX_BARS,
@@ -14,127 +14,123 @@ from assets.keys import (
     REGIMES_SECTOR_HMM_LIVE,
     REGIMES_VIX,
 )
+from infra.automation import eager_when_checks_pass
+from infra.io_managers import FoldModel, FoldModels, LoadedModel
+from infra.partitions import folds_partitions
+from infra.resources import FeatureStoreResource, RegimeResource
+from ml.folds import deployed_fold, fold_from_frame
+from ml.lookahead import check_lookahead
 from ml.regimes.hmm import (
+    SectorHmms,
     fit_sector_hmms,
-    hmm_observations,
     hmm_report_frames,
     sector_filtered_probabilities,
-    sector_groups,
-    sector_hmms_to_json,
+    sector_observations,
 )
-from ml.prescreen import file_sha256
 from ml.regimes.vix import vix_regimes
-from ml.reports.files import atomic_write
-from orchestration.automation import eager_when_checks_pass
-from orchestration.partitions import folds_partitions
-from orchestration.resources import RegimeResource, WarehouseResource
-from warehouse import ingest as wi
-from warehouse.artifacts import newest_fold_with, record_artifact
-from warehouse.folds import resolve_fold
-from warehouse.tables import write_fold_rows, write_replacing
 
 GROUP = "regimes"
+FOLD_INPUTS = {"bars": dg.AssetIn(RAW_BARS), "sectors": dg.AssetIn(REF_SECTORS), "folds": dg.AssetIn(REF_FOLDS)}
 
 
-@dg.asset(key=REGIMES_VIX, deps=[RAW_INDEX_BARS, REF_TRADING_CALENDAR], group_name=GROUP, kinds={"duckdb"},
-          automation_condition=eager_when_checks_pass())
-def vix_regime_table(context: dg.AssetExecutionContext, regimes: RegimeResource, warehouse: WarehouseResource):
+@dg.asset(key=REGIMES_VIX, group_name=GROUP, kinds={"duckdb"}, automation_condition=eager_when_checks_pass(),
+          ins={"index_bars": dg.AssetIn(RAW_INDEX_BARS), "calendar": dg.AssetIn(REF_TRADING_CALENDAR)})
+def vix_regime_table(context: dg.AssetExecutionContext, regimes: RegimeResource, index_bars: pl.DataFrame,
+                     calendar: pl.DataFrame) -> pl.DataFrame:
     """Per trading date: VIX close (known at the close of t), 4-band regime and 5-bucket reporting label."""
-    wh = warehouse.get()
     cfg = regimes.vix_config()
-    frame = vix_regimes(wi.read_index_bars(wh), wi.read_calendar(wh), cfg)
-    write_replacing(wh, "regimes.vix", frame, ["date"],
-                    f"VIX regimes per date: band edges {cfg.band_edges}, bucket edges {cfg.bucket_edges}")
-    days = frame.group_by("bucket").len().sort("len", descending=True)
-    return dg.MaterializeResult(metadata={
+    frame = vix_regimes(index_bars, calendar.get_column("date"), cfg)
+    context.add_output_metadata({
         "dagster/row_count": frame.height,
         "band_edges": list(cfg.band_edges),
         "bucket_edges": list(cfg.bucket_edges),
-        "days_per_bucket": dg.MetadataValue.md(md_table(days)),
+        "days_per_bucket": dg.MetadataValue.md(md_table(frame.group_by("bucket").len().sort("len", descending=True))),
         "days_per_band": dg.MetadataValue.md(md_table(frame.group_by("band").len().sort("band"))),
     })
+    return frame
 
 
-@dg.asset(key=REGIMES_SECTOR_HMM, deps=[RAW_BARS, REF_SECTORS, REF_FOLDS], partitions_def=folds_partitions,
-          group_name=GROUP, kinds={"duckdb", "hmmlearn"})
-def sector_hmm(context: dg.AssetExecutionContext, regimes: RegimeResource, warehouse: WarehouseResource):
-    """One 3-state Gaussian HMM per GICS sector fitted on the fold's train window only; forward-filtered
-    (causal) Bull/Sideways/Bear probabilities from train start to test end."""
-    wh = warehouse.get()
-    fold = resolve_fold(wh, context.partition_key)
+@dg.asset(key=REGIMES_SECTOR_HMM, partitions_def=folds_partitions, group_name=GROUP, kinds={"duckdb", "hmmlearn"},
+          io_manager_key="model_io_manager", ins=FOLD_INPUTS)
+def sector_hmm(context: dg.AssetExecutionContext, regimes: RegimeResource, bars: pl.DataFrame,
+               sectors: pl.DataFrame, folds: pl.DataFrame) -> FoldModel:
+    """One 3-state Gaussian HMM per GICS sector fitted on the fold's train window only (saved as the fold's
+    ``sector_hmm`` artifact); forward-filtered (causal) Bull/Sideways/Bear probabilities from train start to
+    test end (``regimes.sector_hmm``, what policies observe), with fit reports."""
+    fold = fold_from_frame(folds, context.partition_key)
     cfg = regimes.hmm_config()
-    bars = wi.read_bars(wh).filter(pl.col("date") <= fold.test_end)
-    groups = sector_groups(bars, wi.read_sectors(wh), cfg.mode)
-    obs = hmm_observations(bars, groups, window=cfg.window, market_ticker=cfg.market_ticker)
-    context.log.info(f"fold {fold.key}: fitting {groups['sector'].n_unique()} sector HMMs on "
+    obs = sector_observations(bars.filter(pl.col("date") <= fold.test_end), sectors, cfg)
+    context.log.info(f"fold {fold.key}: fitting {obs['sector'].n_unique()} sector HMMs on "
                      f"{fold.train_start}..{fold.train_end} ({cfg.restarts} restarts each)")
-    fitted = fit_sector_hmms(obs, fold.train_start, fold.train_end, cfg)
-    skipped = sorted(set(groups["sector"]) - set(fitted))
+    hmms = SectorHmms(fit_sector_hmms(obs, fold.train_start, fold.train_end, cfg), cfg)
+    skipped = sorted(set(obs["sector"]) - set(hmms.fitted))
     for sector in skipped:
         context.log.warning(f"sector {sector}: too few train observations before {fold.train_end}, no HMM")
-    for sector, f in fitted.items():
+    for sector, f in hmms.fitted.items():
         level = context.log.info if f.converged else context.log.warning
         level(f"sector {sector}: log-likelihood {f.log_likelihood:.1f}, converged={f.converged} "
               f"({sum(f.restart_converged)}/{len(f.restart_converged)} restarts converged)")
-    path = warehouse.artifact_dir(fold.key) / "sector_hmms.json"
-    atomic_write(path, sector_hmms_to_json(fitted, cfg).encode())
-    record_artifact(wh, fold.key, "sector_hmm", path, file_sha256(path),
-                    {"sectors": sorted(fitted), "train": [fold.train_start, fold.train_end]})
-    probs = sector_filtered_probabilities(fitted, obs).filter(pl.col("date") >= fold.train_start)
-    report = hmm_report_frames(fitted, probs, (fold.test_start, fold.test_end))
-    write_fold_rows(wh, "regimes.sector_hmm", probs, fold.key, ["sector", "date"],
-                    "Forward-filtered P(state_t | obs_1..t) per fold, sector, date (causal; known at close t).")
-    summary = report["summary"]
-    if summary.height:
-        summary = summary.with_columns(pl.col("first_date", "last_date").cast(pl.Date))
-        write_fold_rows(wh, "regimes.sector_hmm_summary", summary, fold.key, ["sector"],
-                        "Per fold and sector: fit diagnostics; share of days over the test window.")
-        write_fold_rows(wh, "regimes.sector_hmm_states", report["states"], fold.key, ["sector", "state"],
-                        "Per fold, sector, state: duration 1/(1-p_ii) days, share of test days, state means/vols.")
-        write_fold_rows(wh, "regimes.sector_hmm_transitions", report["transitions"], fold.key,
-                        ["sector", "from_state", "to_state"], "Per fold and sector: HMM transition matrix.")
-    not_converged = [s for s, f in fitted.items() if not f.converged]
+    probs = sector_filtered_probabilities(hmms.fitted, obs).filter(pl.col("date") >= fold.train_start)
+    report = hmm_report_frames(hmms.fitted, probs, (fold.test_start, fold.test_end))
+    tables = {"main": probs}
+    if report["summary"].height:
+        tables |= {"summary": report["summary"].with_columns(pl.col("first_date", "last_date").cast(pl.Date)),
+                   "states": report["states"], "transitions": report["transitions"]}
     states = report["states"]
-    return dg.MaterializeResult(metadata={
+    context.add_output_metadata({
         "fold": fold.key,
         "train_window": f"{fold.train_start} .. {fold.train_end}",
-        "sectors_fitted": len(fitted),
+        "sectors_fitted": len(hmms.fitted),
         "sectors_skipped": skipped,
-        "not_converged": not_converged,
+        "not_converged": [s for s, f in hmms.fitted.items() if not f.converged],
         "dagster/row_count": probs.height,
         "states": dg.MetadataValue.md(md_table(
             states.select("sector", "state", "expected_duration_days", "share_of_days", "mean_ret_mean", "mean_vol")
             if states.height and "mean_vol" in states.columns else states)),
-        "transitions": dg.MetadataValue.md(md_table(report["transitions"])) if report["transitions"].height else "",
     })
+    return FoldModel(hmms, tables, {"sectors": sorted(hmms.fitted), "train": [fold.train_start, fold.train_end]})
 
 
-@dg.asset(key=REGIMES_SECTOR_HMM_LIVE, deps=[RAW_BARS, REF_SECTORS, REGIMES_SECTOR_HMM], group_name=GROUP,
-          kinds={"duckdb"}, automation_condition=eager_when_checks_pass())
-def sector_hmm_live(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    """Sector Bull/Sideways/Bear probabilities up to the newest bar, from the newest fold whose HMMs are
-    saved (the fold the daily decision deploys). Forward-filtered with the fold's frozen parameters and
-    train-window scaler: known at the close of each date, identical to ``regimes.sector_hmm`` where both exist."""
-    wh = warehouse.get()
-    key = newest_fold_with(wh, "sector_hmm")
-    if key is None:  # nothing to deploy yet: not an error here (the decision step says what is missing)
+@dg.asset_check(asset=REGIMES_SECTOR_HMM, blocking=True, name="sector_hmm_no_lookahead",
+                additional_ins=FOLD_INPUTS)
+def sector_hmm_no_lookahead(context: dg.AssetCheckExecutionContext, features: FeatureStoreResource,
+                            bars: pl.DataFrame, sectors: pl.DataFrame, folds: pl.DataFrame, hmms: LoadedModel):
+    """The fold's filtered probabilities recomputed with its frozen HMMs on history truncated / garbled after
+    K cutoffs inside the fold's window must equal the stored ones up to each cutoff (policies observe them)."""
+    fold = fold_from_frame(folds, hmms.fold)
+    window = bars.filter(pl.col("date") <= fold.test_end)
+
+    def probabilities(b: pl.DataFrame) -> pl.DataFrame:  # the checker keys rows by (ticker, date)
+        out = hmms.model.probabilities(b, sectors).filter(pl.col("date") >= fold.train_start)
+        return out.drop("state").rename({"sector": "ticker"})
+
+    report = check_lookahead(probabilities, window, **features.lookahead_kwargs())
+    context.log.info(report.summary())
+    return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
+        "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,
+        "cutoffs": [d.isoformat() for d in report.cutoffs], "elapsed_s": round(report.elapsed_s, 2)})
+
+
+@dg.asset(key=REGIMES_SECTOR_HMM_LIVE, group_name=GROUP, kinds={"duckdb"}, automation_condition=eager_when_checks_pass(),
+          ins={**FOLD_INPUTS, "hmms": dg.AssetIn(REGIMES_SECTOR_HMM)})
+def sector_hmm_live(context: dg.AssetExecutionContext, bars: pl.DataFrame, sectors: pl.DataFrame,
+                    folds: pl.DataFrame, hmms: FoldModels) -> pl.DataFrame | None:
+    """Sector Bull/Sideways/Bear probabilities up to the newest bar from the deployed fold's HMMs (the newest
+    training window with saved HMMs, as the daily decision). Forward-filtered with the fold's frozen
+    parameters and train-window scaler: known at the close of each date, identical to ``regimes.sector_hmm``
+    where both exist."""
+    fold = deployed_fold(folds, list(hmms))
+    if fold is None:  # nothing to deploy yet: not an error here (the decision step says what is missing)
         context.log.warning("no fold has saved sector HMMs yet: no live sector states (run the fold job for the "
                             "newest fold)")
-        return dg.MaterializeResult(metadata={"fold": "none", "dagster/row_count": 0})
-    fold = resolve_fold(wh, key)
-    fitted, cfg = load_fold_hmms(wh, key)
-    bars = wi.read_bars(wh)
-    groups = sector_groups(bars, wi.read_sectors(wh), cfg.mode)
-    obs = hmm_observations(bars, groups, window=cfg.window, market_ticker=cfg.market_ticker)
-    probs = sector_filtered_probabilities(fitted, obs).filter(pl.col("date") >= fold.train_start)
-    write_replacing(wh, "regimes.sector_hmm_live", probs.select(pl.lit(key).alias("fold"), pl.all()),
-                    ["sector", "date"],
-                    "Sector HMM probabilities up to the newest bar from the deployed fold's HMMs (causal).")
+        return None
+    probs = hmms[fold.key].model.probabilities(bars, sectors).filter(pl.col("date") >= fold.train_start)
     last = probs.filter(pl.col("date") == probs["date"].max())
-    context.log.info(f"sector HMM states on {probs['date'].max()} (fold {key}): "
+    context.log.info(f"sector HMM states on {probs['date'].max()} (fold {fold.key}): "
                      + ", ".join(f"{r['sector']} {r['state']}" for r in last.iter_rows(named=True)))
-    return dg.MaterializeResult(metadata={
-        "fold": key, "dagster/row_count": probs.height, "last_date": str(probs["date"].max()),
+    context.add_output_metadata({
+        "fold": fold.key, "dagster/row_count": probs.height, "last_date": str(probs["date"].max()),
         "latest_states": dg.MetadataValue.md(md_table(last.select("sector", "state", *[c for c in last.columns
                                                                                         if c.startswith("p_")]))),
     })
+    return probs.select(pl.lit(fold.key).alias("fold"), pl.all())

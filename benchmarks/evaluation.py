@@ -17,7 +17,7 @@ import dagster as dg  # noqa: E402
 
 from assets.keys import EVAL_FOLD, EVAL_WALK_FORWARD  # noqa: E402
 from orchestration.definitions import defs  # noqa: E402
-from orchestration.partitions import FOLDS  # noqa: E402
+from infra.partitions import FOLDS  # noqa: E402
 
 
 def main() -> None:

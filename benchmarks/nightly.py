@@ -30,8 +30,8 @@ def _setup(data_dir: Path, base: Path) -> None:
     from ml.data.csv_source import CsvMarketSource
     from ml.data.universe import Universe
     from orchestration.definitions import definitions_with
-    from orchestration.partitions import FOLDS
-    from orchestration.resources import MarketDataResource, WarehouseResource
+    from infra.partitions import FOLDS
+    from infra.resources import MarketDataResource, WarehouseResource
 
     spy = CsvMarketSource(data_dir).load(Universe(allocation=["SPY"], sector_etfs=[], include_stocks=False,
                                                   history_start=None), on_progress=lambda _: None).bars

@@ -1,6 +1,6 @@
-"""Typed Dagster resources: the warehouse and the market-data source (with the universe config).
-
-Defaults work out of the box; environment variables override them without code changes:
+"""Typed Dagster resources. The ``ml`` pydantic configs hold every default; a resource field left at
+``None`` means "the ``ml`` default", a set field overrides it (per run in the launchpad, in a profile's
+run-config YAML, or in code). Environment variables choose the storage and the data source:
 ``REGIMEFLOW_WAREHOUSE`` (warehouse file), ``REGIMEFLOW_SOURCE`` (auto|csv|yahoo|synthetic),
 ``REGIMEFLOW_DATA_DIR`` (CSV snapshot directory).
 """
@@ -8,212 +8,253 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import dagster as dg
 from pydantic import Field
 
 from ml.data.sources import Resolution, resolve_source
-from ml.data.universe import ALLOCATION_ASSETS, INDICES, SECTOR_ETFS, Universe
 from warehouse import Warehouse
+
+_ML_DEFAULT = "None = the ml default ({})."
+
+
+def overrides(resource: dg.ConfigurableResource, names: dict[str, str] | list[str]) -> dict[str, Any]:
+    """The fields of ``resource`` that are set (not None), renamed to the ``ml`` config's field names
+    (``names``: a list of shared names, or {resource field: config field})."""
+    mapping = names if isinstance(names, dict) else {n: n for n in names}
+    return {cfg: getattr(resource, field) for field, cfg in mapping.items() if getattr(resource, field) is not None}
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse. ``path`` None = ``$REGIMEFLOW_WAREHOUSE`` or ``data/warehouse/regimeflow.duckdb``."""
+    """The DuckDB warehouse. ``path`` None = ``$REGIMEFLOW_WAREHOUSE`` or ``data/warehouse/regimeflow.duckdb``.
+
+    Model artifacts live under ``artifacts_dir`` (default ``<warehouse dir>/artifacts``) and are recorded
+    by paths relative to it, so the whole data folder can move. After every run that wrote, the analyst
+    snapshot is published once (``publish_snapshot``; done by the IO managers' teardown)."""
 
     path: Optional[str] = Field(default=None, description="Primary DuckDB file (pipeline only).")
     snapshot_path: Optional[str] = Field(
-        default=None, description="Analysts' read-only snapshot; default <path stem>_read.duckdb next to it."
-    )
-    publish_snapshot: bool = Field(default=True, description="Publish the analyst snapshot after every write.")
+        default=None, description="Analysts' read-only snapshot; default <path stem>_read.duckdb next to it.")
+    publish_snapshot: bool = Field(default=True, description="Publish the analyst snapshot at the end of every "
+                                   "run that wrote (`regimeflow run` defers it to once at its end).")
     lock_timeout_s: float = Field(default=900.0, description="Seconds a step waits for another step's write.")
     artifacts_dir: Optional[str] = Field(
-        default=None, description="Model artifacts (weights, fitted transforms); default <warehouse dir>/artifacts."
-    )
+        default=None, description="Root of the model artifacts; default <warehouse dir>/artifacts.")
+    reports_dir: Optional[str] = Field(default=None, description="HTML/PNG reports; default <warehouse dir>/reports.")
 
     def get(self) -> Warehouse:
         return Warehouse(self.path, self.snapshot_path, self.lock_timeout_s, self.publish_snapshot)
 
-    reports_dir: Optional[str] = Field(default=None, description="HTML/PNG reports; default <warehouse dir>/reports.")
-
-    def artifact_dir(self, fold: str) -> Path:
-        root = Path(self.artifacts_dir) if self.artifacts_dir else self.get().path.parent / "artifacts"
-        path = root / fold
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def artifact_root(self) -> Path:
+        return Path(self.artifacts_dir).expanduser().absolute() if self.artifacts_dir \
+            else self.get().path.parent / "artifacts"
 
     def report_dir(self) -> Path:
-        path = Path(self.reports_dir) if self.reports_dir else self.get().path.parent / "reports"
+        path = Path(self.reports_dir).expanduser().absolute() if self.reports_dir else self.get().path.parent / "reports"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
 
 
 class MarketDataResource(dg.ConfigurableResource):
-    """Where market data comes from and which universe to load."""
+    """Where market data comes from and which universe to load (defaults: ``ml.data.universe.Universe``)."""
 
     source: Optional[str] = Field(
-        default=None, description="auto | csv | yahoo | synthetic; None = $REGIMEFLOW_SOURCE or auto."
-    )
+        default=None, description="auto | csv | yahoo | synthetic; None = $REGIMEFLOW_SOURCE or auto.")
     data_dir: Optional[str] = Field(default=None, description="CSV snapshot dir; None = $REGIMEFLOW_DATA_DIR.")
     synthetic_seed: int = Field(default=7, description="Seed of the synthetic market.")
-    allocation: list[str] = Field(default_factory=lambda: list(ALLOCATION_ASSETS))
-    sector_etfs: list[str] = Field(default_factory=lambda: list(SECTOR_ETFS))
-    include_stocks: bool = Field(default=True, description="Load the stock universe (sectors.csv).")
+    allocation: Optional[list[str]] = Field(default=None, description=_ML_DEFAULT.format("SPY QQQ TLT GLD"))
+    sector_etfs: Optional[list[str]] = Field(default=None, description=_ML_DEFAULT.format("the 11 SPDR sector ETFs"))
+    include_stocks: Optional[bool] = Field(default=None, description=_ML_DEFAULT.format("true: load the stocks"))
     stocks: Optional[list[str]] = Field(default=None, description="Explicit stock list; None = all in sectors.csv.")
-    indices: list[str] = Field(default_factory=lambda: list(INDICES))
-    history_start: Optional[str] = Field(default="2005-01-01", description="First date loaded (ISO), inclusive.")
+    indices: Optional[list[str]] = Field(default=None, description=_ML_DEFAULT.format("VIX VIX3M"))
+    history_start: Optional[str] = Field(default=None, description="First date loaded (ISO), inclusive; 'all' = "
+                                         "unbounded. " + _ML_DEFAULT.format("2005-01-01"))
     history_end: Optional[str] = Field(default=None, description="Last date loaded (ISO), inclusive; None = all.")
-    reference_ticker: str = Field(default="SPY", description="ETF whose trading days form ref.trading_calendar.")
+    reference_ticker: Optional[str] = Field(default=None, description="ETF whose trading days form "
+                                            "ref.trading_calendar. " + _ML_DEFAULT.format("SPY"))
 
-    def universe(self) -> Universe:
-        return Universe(
-            allocation=self.allocation,
-            sector_etfs=self.sector_etfs,
-            include_stocks=self.include_stocks,
-            stocks=self.stocks,
-            indices=self.indices,
-            history_start=date.fromisoformat(self.history_start) if self.history_start else None,
-            history_end=date.fromisoformat(self.history_end) if self.history_end else None,
-            reference_ticker=self.reference_ticker,
-        )
+    def universe(self):
+        from ml.data.universe import Universe
+
+        kw = overrides(self, ["allocation", "sector_etfs", "include_stocks", "stocks", "indices", "reference_ticker"])
+        if self.history_start is not None:
+            kw["history_start"] = None if self.history_start == "all" else date.fromisoformat(self.history_start)
+        if self.history_end is not None:
+            kw["history_end"] = date.fromisoformat(self.history_end)
+        return Universe(**kw)
+
+    @property
+    def calendar_ticker(self) -> str:
+        return self.universe().reference_ticker
 
     def resolve(self) -> Resolution:
         return resolve_source(self.source, self.data_dir, seed=self.synthetic_seed)
 
 
 class FeatureStoreResource(dg.ConfigurableResource):
-    """Feature-store settings shared by the features asset, its look-ahead check and the labels."""
+    """Feature-store settings shared by the features asset, its look-ahead check and the labels
+    (defaults: ``ml.features.FeatureConfig``, ``ml.labels.LabelConfig``, ``ml.lookahead.check_lookahead``)."""
 
-    vix_lag_days: int = Field(
-        default=0,
-        description="Rows the VIX is lagged. 0: the 16:15 ET VIX close of t is known when the end-of-day "
-        "decision for t is taken (this project's convention); 1: strict 16:00 ET information set.",
-    )
-    lookahead_cutoffs: int = Field(default=8, description="Cutoff dates K of the look-ahead check.")
-    label_thresholds: dict[str, float] = Field(
-        default_factory=lambda: {"1": 0.01, "5": 0.02, "21": 0.04},
-        description="Buy/sell threshold per horizon in trading days (fraction: 0.02 = 2%).",
-    )
+    vix_lag_days: Optional[int] = Field(
+        default=None, description="Rows the VIX is lagged. 0: the 16:15 ET VIX close of t is known when the "
+        "end-of-day decision for t is taken (this project's convention); 1: strict 16:00 ET information set. "
+        + _ML_DEFAULT.format("0"))
+    lookahead_cutoffs: Optional[int] = Field(default=None, description="Cutoff dates K of the look-ahead check. "
+                                             + _ML_DEFAULT.format("8"))
+    label_thresholds: Optional[dict[str, float]] = Field(
+        default=None, description="Buy/sell threshold per horizon in trading days (fraction: 0.02 = 2%). "
+        + _ML_DEFAULT.format("1: 1%, 5: 2%, 21: 4%"))
 
     def config(self):
         from ml.features import FeatureConfig
 
-        return FeatureConfig(vix_lag_days=self.vix_lag_days)
+        return FeatureConfig(**overrides(self, ["vix_lag_days"]))
+
+    def lookahead_kwargs(self) -> dict[str, Any]:
+        return overrides(self, {"lookahead_cutoffs": "k"})
 
     def label_config(self):
         from ml.labels import LabelConfig
 
+        if self.label_thresholds is None:
+            return LabelConfig()
         thresholds = {int(h): v for h, v in self.label_thresholds.items()}
         return LabelConfig(horizons=tuple(sorted(thresholds)), thresholds=thresholds)
 
 
 class RegimeResource(dg.ConfigurableResource):
-    """VIX band thresholds and sector-HMM settings (shared by regimes, prescreen and reports)."""
+    """VIX band thresholds and sector-HMM settings, shared by the regimes, prescreen, evaluation and
+    reports (defaults: ``ml.regimes.vix.VixRegimeConfig``, ``ml.regimes.hmm.HmmConfig``)."""
 
-    band_edges: list[float] = Field(default_factory=lambda: [15.0, 20.0, 30.0],
-                                    description="VIX edges of low | moderate | high | extreme.")
-    bucket_edges: list[float] = Field(default_factory=lambda: [15.0, 20.0, 25.0, 35.0],
-                                      description="VIX edges of calm | normal | elevated | stress | panic.")
-    hmm_mode: str = Field(default="etf", description="etf: one sector ETF per sector; basket: equal-weighted stocks.")
-    hmm_window: int = Field(default=20, description="Trailing window (trading days) of the HMM observations.")
-    hmm_restarts: int = Field(default=5, description="EM restarts per sector HMM (best log-likelihood kept).")
-    hmm_seed: int = 0
+    band_edges: Optional[list[float]] = Field(default=None, description="VIX edges of low | moderate | high | "
+                                              "extreme. " + _ML_DEFAULT.format("15, 20, 30"))
+    bucket_edges: Optional[list[float]] = Field(default=None, description="VIX edges of calm | normal | elevated | "
+                                                "stress | panic. " + _ML_DEFAULT.format("15, 20, 25, 35"))
+    hmm_mode: Optional[str] = Field(default=None, description="etf: one sector ETF per sector; basket: "
+                                    "equal-weighted stocks. " + _ML_DEFAULT.format("etf"))
+    hmm_window: Optional[int] = Field(default=None, description="Trailing window (trading days) of the HMM "
+                                      "observations. " + _ML_DEFAULT.format("20"))
+    hmm_restarts: Optional[int] = Field(default=None, description="EM restarts per sector HMM (best "
+                                        "log-likelihood kept). " + _ML_DEFAULT.format("5"))
+    hmm_seed: Optional[int] = None
 
     def vix_config(self):
         from ml.regimes.vix import VixRegimeConfig
 
-        return VixRegimeConfig(band_edges=tuple(self.band_edges), bucket_edges=tuple(self.bucket_edges))
+        kw = {k: tuple(v) for k, v in overrides(self, ["band_edges", "bucket_edges"]).items()}
+        return VixRegimeConfig(**kw)
 
     def hmm_config(self):
         from ml.regimes.hmm import HmmConfig
 
-        return HmmConfig(mode=self.hmm_mode, window=self.hmm_window, restarts=self.hmm_restarts, seed=self.hmm_seed)
+        return HmmConfig(**overrides(self, {"hmm_mode": "mode", "hmm_window": "window",
+                                            "hmm_restarts": "restarts", "hmm_seed": "seed"}))
 
 
 class PrescreenResource(dg.ConfigurableResource):
-    """Prescreen classifier settings (label horizon, row subsampling, CV)."""
+    """Prescreen classifier settings (defaults: ``ml.prescreen.PrescreenConfig``)."""
 
-    horizon: int = Field(default=5, description="Label horizon h (trading days): buy_<h>d / sell_<h>d.")
-    sample_every: int = Field(default=5, description="Train on every k-th trading day per ticker (labels overlap).")
-    cv_splits: int = Field(default=3, description="Purged k-fold splits for hyper-parameter choice.")
-    n_jobs: int = Field(default=2, description="Worker processes across the six model slots.")
-    seed: int = 0
+    horizon: Optional[int] = Field(default=None, description="Label horizon h (trading days): buy_<h>d / sell_<h>d. "
+                                   + _ML_DEFAULT.format("5"))
+    sample_every: Optional[int] = Field(default=None, description="Train on every k-th trading day per ticker "
+                                        "(labels overlap). " + _ML_DEFAULT.format("5"))
+    cv_splits: Optional[int] = Field(default=None, description="Purged k-fold splits for hyper-parameter choice. "
+                                     + _ML_DEFAULT.format("3"))
+    generations: Optional[int] = Field(default=None, description="Causal model generations over the train window "
+                                       "(scores on the train window come from models trained on earlier labels only).")
+    n_jobs: Optional[int] = Field(default=None, description="Worker processes across model slots. "
+                                  + _ML_DEFAULT.format("2"))
+    seed: Optional[int] = None
 
     def config(self):
         from ml.prescreen import PrescreenConfig
 
-        return PrescreenConfig(horizon=self.horizon, sample_every=self.sample_every, cv_splits=self.cv_splits,
-                               n_jobs=self.n_jobs, seed=self.seed)
+        return PrescreenConfig(**overrides(self, ["horizon", "sample_every", "cv_splits", "generations", "n_jobs",
+                                                  "seed"]))
 
 
 class PolicyResource(dg.ConfigurableResource):
-    """PPO policy training settings (environment and agent); defaults = the documented default profile."""
+    """Allocation-policy settings (defaults: ``ml.envs.portfolio.EnvConfig``, ``ml.agents.ppo.PPOConfig``,
+    ``ml.dataset.ObservationSpec``)."""
 
-    reward: str = Field(default="vix_shaped", description="vix_shaped | vol_penalty | differential_sharpe | net")
-    cost_bps: float = Field(default=5.0, description="Transaction cost on turnover, basis points.")
-    episode_length: int = Field(default=1024, description="Trading days per training episode.")
-    total_steps: int = Field(default=1_000_000, description="Environment steps (transitions) per fold "
-                             "(default profile; the large profile uses 4M).")
-    num_envs: int = Field(default=512, description="Environments stepped at once (batched torch env).")
-    seed: int = 0
-    device: str = Field(default="auto", description="auto (CUDA when available, else CPU) | cpu | cuda")
+    observation: Optional[str] = Field(default=None, description="Observation variant: base | term | hmm | "
+                                       "prescreen | all (ml.dataset.OBSERVATION_VARIANTS). " + _ML_DEFAULT.format("base"))
+    reward: Optional[str] = Field(default=None, description="vix_shaped | vol_penalty | differential_sharpe | net. "
+                                  + _ML_DEFAULT.format("vix_shaped"))
+    cost_bps: Optional[float] = Field(default=None, description="Transaction cost on turnover, basis points. "
+                                      + _ML_DEFAULT.format("5"))
+    episode_length: Optional[int] = Field(default=None, description="Trading days per training episode. "
+                                          + _ML_DEFAULT.format("1024"))
+    total_steps: Optional[int] = Field(default=None, description="Environment steps (transitions) per fold. "
+                                       + _ML_DEFAULT.format("1,000,000"))
+    num_envs: Optional[int] = Field(default=None, description="Environments stepped at once (batched torch env). "
+                                    + _ML_DEFAULT.format("512"))
+    seed: Optional[int] = None
+    device: Optional[str] = Field(default=None, description="auto (CUDA when available, else CPU) | cpu | cuda. "
+                                  + _ML_DEFAULT.format("auto"))
 
     def env_config(self):
+        from ml.dataset import observation_variant
         from ml.envs.portfolio import EnvConfig
 
-        return EnvConfig(reward=self.reward, cost_rate=self.cost_bps / 1e4, episode_length=self.episode_length)
+        kw = overrides(self, ["reward", "episode_length"])
+        if self.cost_bps is not None:
+            kw["cost_rate"] = self.cost_bps / 1e4
+        if self.observation is not None:
+            kw["observation"] = observation_variant(self.observation)
+        return EnvConfig(**kw)
 
     def ppo_config(self):
         from ml.agents.ppo import PPOConfig
 
-        return PPOConfig(total_steps=self.total_steps, num_envs=self.num_envs, seed=self.seed, device=self.device)
+        return PPOConfig(**overrides(self, ["total_steps", "num_envs", "seed", "device"]))
+
+    @property
+    def cost_rate(self) -> float:
+        """Cost per unit turnover (fraction) used by every backtest of the allocation book."""
+        return self.env_config().cost_rate
 
 
 class RiskResource(dg.ConfigurableResource):
-    """The circuit breaker above the policy (``ml.risk``): thresholds, and where it is switched on."""
+    """The circuit breaker above the policy (``ml.risk.CircuitBreakerConfig`` holds the thresholds) and
+    where it is switched on."""
 
     daily_enabled: bool = Field(default=True, description="Apply it to the daily decision (decisions/daily).")
     research_enabled: bool = Field(default=False, description="Also evaluate 'ppo_breaker' in research folds "
                                    "(eval/fold); the policy alone is always evaluated as 'ppo'.")
-    vix_threshold: Optional[float] = Field(default=30.0, description="VIX close (index points) that trips it; "
-                                           "None = no VIX trigger.")
-    drawdown_limit: Optional[float] = Field(default=0.15, description="Trailing drawdown (fraction) that trips "
-                                            "it; None = no drawdown trigger.")
-    drawdown_window: int = Field(default=252, description="Sessions of the trailing equity peak.")
-    max_equity_weight: float = Field(default=0.25, description="Cap on SPY+QQQ combined while tripped.")
-    equity_assets: list[str] = Field(default_factory=lambda: ["SPY", "QQQ"])
-    destination: str = Field(default="cash", description="cash | defensive (split equally over defensive_assets)")
-    defensive_assets: list[str] = Field(default_factory=lambda: ["TLT", "GLD"])
+    vix_threshold: Optional[float] = Field(default=None, description="VIX close (index points) that trips it. "
+                                           + _ML_DEFAULT.format("30"))
+    drawdown_limit: Optional[float] = Field(default=None, description="Trailing drawdown (fraction) that trips "
+                                            "it. " + _ML_DEFAULT.format("0.15"))
+    drawdown_window: Optional[int] = Field(default=None, description="Sessions of the trailing equity peak. "
+                                           + _ML_DEFAULT.format("252"))
+    max_equity_weight: Optional[float] = Field(default=None, description="Cap on the equity sleeve while tripped. "
+                                               + _ML_DEFAULT.format("0.25"))
+    destination: Optional[str] = Field(default=None, description="cash | defensive (split equally over the "
+                                       "defensive assets). " + _ML_DEFAULT.format("cash"))
 
     def breaker_config(self):
         from ml.risk import CircuitBreakerConfig
 
-        return CircuitBreakerConfig(
-            vix_threshold=self.vix_threshold, drawdown_limit=self.drawdown_limit,
-            drawdown_window=self.drawdown_window, max_equity_weight=self.max_equity_weight,
-            equity_assets=tuple(self.equity_assets), destination=self.destination,
-            defensive_assets=tuple(self.defensive_assets),
-        )
+        return CircuitBreakerConfig(**overrides(self, ["vix_threshold", "drawdown_limit", "drawdown_window",
+                                                       "max_equity_weight", "destination"]))
 
 
 class MonitoringResource(dg.ConfigurableResource):
-    """Thresholds of the drift / decay sensor. Calibrated on the real snapshot so that a request means a
-    real shift: the policy's inputs are persistent (VIX level, 21-day vol), so short windows always look
-    "drifted" (with 63 sessions and PSI > 0.25, 100% of month-ends 2013-2025 would fire). With the defaults
-    the feature test fires at 24 of 156 month-ends, clustered in 2013 (taper), 2017 (record-low volatility)
-    and 2022 (rate shock); the HMM test at 2 of 24 month-ends of fold 2024's test/live period."""
+    """Thresholds of the drift / decay statistics (defaults and their calibration: ``ml.monitoring.DriftConfig``)."""
 
-    recent_sessions: int = Field(default=126, description="Recent window compared with the fold's training "
-                                 "window, for the feature and HMM tests (sessions, ~6 months).")
-    psi_threshold: float = Field(default=1.0, description="PSI above which one policy input counts as drifted.")
-    psi_feature_share: float = Field(default=0.5, description="Fire when at least this share of the policy's "
-                                     "inputs drifted.")
-    hmm_tv_threshold: float = Field(default=0.5, description="Total-variation distance of a sector's HMM state "
-                                    "mix (recent vs train) above which the sector counts as shifted.")
-    hmm_sector_share: float = Field(default=0.6, description="Fire when at least this share of sectors shifted.")
-    decay_sessions: int = Field(default=63, description="Paper-track window of the decay test (sessions).")
-    decay_min_excess: float = Field(default=-0.05, description="Fire when the paper track trails its "
-                                    "equal-weight baseline by more than this over the window (fraction; fold "
-                                    "2024's PPO stayed within -2.4% of equal weight over any 63 days of 2024).")
-    cooldown_sessions: int = Field(default=63, description="Sessions after a retrain request during which the "
-                                   "drift sensor does not ask again.")
+    recent_sessions: Optional[int] = None
+    psi_threshold: Optional[float] = None
+    psi_feature_share: Optional[float] = None
+    hmm_tv_threshold: Optional[float] = None
+    hmm_sector_share: Optional[float] = None
+    decay_sessions: Optional[int] = None
+    decay_min_excess: Optional[float] = None
+    cooldown_sessions: Optional[int] = None
+
+    def config(self):
+        from ml.monitoring import DriftConfig
+
+        return DriftConfig(**overrides(self, list(DriftConfig.model_fields)))

@@ -1,6 +1,6 @@
 """Replay the decision audit log: every logged decision is recomputed from its logged inputs (observation,
-VIX, trailing drawdown, breaker config) with the logged checkpoint, and compared with the logged weights.
-Used by ``regimeflow audit`` and the tests."""
+VIX, trailing drawdown, breaker config) with the logged checkpoint (located relative to the artifact root,
+SHA-256 verified), and compared with the logged weights. Used by ``regimeflow audit`` and the tests."""
 from __future__ import annotations
 
 import json
@@ -10,9 +10,10 @@ from functools import lru_cache
 import numpy as np
 import polars as pl
 
-from ml.agents.checkpoint import load_checkpoint
+from pathlib import Path
+
+from ml.agents.checkpoint import CheckpointError, load_checkpoint
 from ml.decisions import replay_decision
-from ml.prescreen import file_sha256
 from ml.risk import CircuitBreakerConfig
 from warehouse.decisions import read_decisions
 
@@ -37,14 +38,16 @@ class AuditReport:
         return head if bad.is_empty() else head + "\n" + str(bad)
 
 
-def replay_log(wh, tolerance: float = 1e-12) -> AuditReport:
+def replay_log(wh, artifact_root: Path, tolerance: float = 1e-12) -> AuditReport:
+    """Replay every row of ``decisions.daily`` in ``wh``; checkpoints are ``artifact_root / checkpoint_path``."""
     log = read_decisions(wh)
 
     @lru_cache(maxsize=8)
     def policy(path: str, sha: str):
-        if file_sha256(path) != sha:
+        try:
+            return load_checkpoint(Path(artifact_root) / path, sha256=sha)
+        except CheckpointError:
             return None
-        return load_checkpoint(path)
 
     rows = []
     for r in log.iter_rows(named=True):

@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from orchestration.profiles import PROFILE_NAMES
+
 
 def _instance():
     import dagster as dg
@@ -27,13 +29,11 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
-def _print_summary(wh, result) -> None:
+def _print_summary(wh, result, profile: str) -> None:
     from warehouse import ingest as wi
 
     print("\n" + "=" * 72)
-    from orchestration.profiles import profile_name
-
-    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} (profile {profile_name()})")
+    print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} (profile {profile})")
     print(f"warehouse (pipeline): {wh.path}")
     print(f"analyst snapshot:     {wh.snapshot_path}   (duckdb -readonly {wh.snapshot_path})")
     if not wh.path.exists():
@@ -71,15 +71,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["REGIMEFLOW_SOURCE"] = args.source
     if args.data_dir:
         os.environ["REGIMEFLOW_DATA_DIR"] = args.data_dir
-    if args.profile:
-        os.environ["REGIMEFLOW_PROFILE"] = args.profile
     import time
 
     import dagster as dg
 
+    from infra.partitions import FOLDS
+    from infra.resources import WarehouseResource
     from orchestration.definitions import defs
-    from orchestration.partitions import FOLDS
-    from orchestration.resources import WarehouseResource
+    from orchestration.profiles import load_profile, merge_run_config
+    from warehouse.db import deferred_publishing
 
     wh = WarehouseResource().get()
     if args.fresh:
@@ -87,38 +87,45 @@ def cmd_run(args: argparse.Namespace) -> int:
             p.unlink(missing_ok=True)
         print(f"--fresh: removed {wh.path} and its snapshot")
     instance = _instance()
-    run_config = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
-    result = defs.resolve_job_def(args.job).execute_in_process(
-        run_config=run_config, instance=instance, raise_on_error=False)
-    fold_results = []
-    blocked = [e for e in result.get_asset_check_evaluations()
-               if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
-    for e in blocked:
-        print(f"blocking check failed: {e.asset_key.to_user_string()}:{e.check_name}; per-fold runs skipped",
-              file=sys.stderr)
-    if result.success and not blocked and args.job == "prepare" and args.folds != "none":
-        known = instance.get_dynamic_partitions(FOLDS)
-        wanted = known if args.folds == "all" else [k for k in args.folds.split(",") if k]
-        unknown = sorted(set(wanted) - set(known))
-        if unknown:
-            print(f"unknown fold(s) {unknown}; known: {known}", file=sys.stderr)
-            return 2
-        fold_job = defs.resolve_job_def("fold")
-        for i, key in enumerate(wanted, 1):
-            print(f"--- fold {key} ({i}/{len(wanted)}) ---", flush=True)
-            t0 = time.perf_counter()
-            res = fold_job.execute_in_process(run_config=run_config, instance=instance, partition_key=key,
-                                              raise_on_error=False)
-            fold_results.append((key, res, time.perf_counter() - t0))
-    report = decide = None
-    if fold_results and any(r.success for _, r, _ in fold_results):
-        print("--- walk-forward report ---", flush=True)
-        report = defs.resolve_job_def("report").execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False)
-        print("--- daily decision (newest fold) ---", flush=True)
-        decide = defs.resolve_job_def("decide").execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False)
-    _print_summary(wh, result)
+    # the profile's overrides for every job; the analyst snapshot is published once, at the end
+    run_config = merge_run_config(load_profile(args.profile),
+                                  {"loggers": {"console": {"config": {"log_level": args.log_level}}}})
+    try:
+        with deferred_publishing():
+            result = defs.resolve_job_def(args.job).execute_in_process(
+                run_config=run_config, instance=instance, raise_on_error=False)
+            fold_results = []
+            blocked = [e for e in result.get_asset_check_evaluations()
+                       if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+            for e in blocked:
+                print(f"blocking check failed: {e.asset_key.to_user_string()}:{e.check_name}; per-fold runs skipped",
+                      file=sys.stderr)
+            if result.success and not blocked and args.job == "prepare" and args.folds != "none":
+                known = instance.get_dynamic_partitions(FOLDS)
+                wanted = known if args.folds == "all" else [k for k in args.folds.split(",") if k]
+                unknown = sorted(set(wanted) - set(known))
+                if unknown:
+                    print(f"unknown fold(s) {unknown}; known: {known}", file=sys.stderr)
+                    return 2
+                fold_job = defs.resolve_job_def("fold")
+                for i, key in enumerate(wanted, 1):
+                    print(f"--- fold {key} ({i}/{len(wanted)}) ---", flush=True)
+                    t0 = time.perf_counter()
+                    res = fold_job.execute_in_process(run_config=run_config, instance=instance, partition_key=key,
+                                                      raise_on_error=False)
+                    fold_results.append((key, res, time.perf_counter() - t0))
+            report = decide = None
+            if fold_results and any(r.success for _, r, _ in fold_results):
+                print("--- walk-forward report ---", flush=True)
+                report = defs.resolve_job_def("report").execute_in_process(
+                    run_config=run_config, instance=instance, raise_on_error=False)
+                print("--- daily decision (newest fold) ---", flush=True)
+                decide = defs.resolve_job_def("decide").execute_in_process(
+                    run_config=run_config, instance=instance, raise_on_error=False)
+    finally:  # one publish for the whole main job (not one per run)
+        if wh.path.exists():
+            wh.publish_snapshot()
+    _print_summary(wh, result, args.profile)
     _print_folds(fold_results)
     if report is not None:
         path = WarehouseResource().report_dir() / "walk_forward.html"
@@ -149,7 +156,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
     """One nightly run (what the schedule launches), for hosts that use cron instead of the Dagster daemon."""
     from orchestration.definitions import defs
     from orchestration.jobs import NIGHTLY_RUN_CONFIG
-    from orchestration.resources import WarehouseResource
+    from infra.resources import WarehouseResource
 
     instance = _instance()
     run_config = {**NIGHTLY_RUN_CONFIG, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
@@ -165,9 +172,10 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     """Replay every logged decision from its logged inputs and compare with the logged weights."""
     from orchestration.audit import replay_log
-    from orchestration.resources import WarehouseResource
+    from infra.resources import WarehouseResource
 
-    report = replay_log(WarehouseResource().get(), tolerance=args.tolerance)
+    resource = WarehouseResource()
+    report = replay_log(resource.get(), resource.artifact_root(), tolerance=args.tolerance)
     print(report.to_string())
     return 0 if report.ok else 1
 
@@ -181,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--source", choices=["auto", "csv", "yahoo", "synthetic"], help="override REGIMEFLOW_SOURCE")
     run.add_argument("--data-dir", help="CSV snapshot directory (overrides REGIMEFLOW_DATA_DIR)")
     run.add_argument("--fresh", action="store_true", help="delete the warehouse first")
-    run.add_argument("--profile", choices=["default", "large"], help="training profile (REGIMEFLOW_PROFILE)")
+    run.add_argument("--profile", default="default",
+                     help=f"training profile: {' | '.join(PROFILE_NAMES)} (orchestration/profiles/<name>.yaml) or the "
+                     "path of your own run-config YAML; its resource settings apply to every job")
     run.add_argument("--log-level", default="INFO", help="console log level (DEBUG shows every Dagster event)")
     run.set_defaults(func=cmd_run)
     nightly = sub.add_parser("nightly", help="run the nightly job once (incremental ingest → decision)")

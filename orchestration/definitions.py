@@ -1,10 +1,13 @@
-"""The code location: ``dagster dev`` loads ``defs`` from here (see workspace.yaml)."""
+"""The code location: ``dagster dev`` loads ``defs`` from here (see workspace.yaml).
+
+Every resource starts from the ``ml`` defaults; profiles (``orchestration/profiles/*.yaml``) and the
+launchpad override them per run. Frames travel through the warehouse IO manager, fold models through the
+model IO manager (``infra.io_managers``)."""
 import dagster as dg
 
 from assets import decisions, evaluation, features, folds, ingestion, ingestion_checks, policies, prescreen, regimes
-from orchestration.jobs import ALL_JOBS
-from orchestration.profiles import profile_settings
-from orchestration.resources import (
+from infra.io_managers import model_io_manager, warehouse_io_manager
+from infra.resources import (
     FeatureStoreResource,
     MarketDataResource,
     MonitoringResource,
@@ -14,38 +17,48 @@ from orchestration.resources import (
     RiskResource,
     WarehouseResource,
 )
+from orchestration.jobs import ALL_JOBS
 from orchestration.schedules import nightly_schedule
 from orchestration.sensors import ALL_SENSORS
 
-all_assets = dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies, evaluation,
-                                          decisions])
+ASSET_MODULES = [ingestion, features, folds, regimes, prescreen, policies, evaluation, decisions]
+CHECK_MODULES = [ingestion_checks, features, regimes, prescreen]
+
+
+def storage_resources(warehouse: WarehouseResource) -> dict:
+    """The warehouse and the two IO managers that read and write through it."""
+    return {"warehouse": warehouse, "io_manager": warehouse_io_manager, "model_io_manager": model_io_manager}
+
+
+DEFAULT_RESOURCES = {
+    **storage_resources(WarehouseResource()),
+    "market": MarketDataResource(),
+    "features": FeatureStoreResource(),
+    "regimes": RegimeResource(),
+    "prescreen": PrescreenResource(),
+    "policy": PolicyResource(),
+    "risk": RiskResource(),
+    "monitoring": MonitoringResource(),
+}
 
 defs = dg.Definitions(
-    assets=all_assets,
+    assets=dg.load_assets_from_modules(ASSET_MODULES),
     # Steps run one after another inside each run: every heavy step (PPO's 2 update threads, the
     # prescreen's 2 worker processes) already uses both cores of a 2-core machine, and oversubscribed
     # torch threads slow down by 10x. Parallelism across folds comes from launching several fold runs.
     executor=dg.in_process_executor,
-    asset_checks=dg.load_asset_checks_from_modules([ingestion_checks, features]),
+    asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
     jobs=ALL_JOBS,
     schedules=[nightly_schedule],
     sensors=ALL_SENSORS,
-    resources={
-        "warehouse": WarehouseResource(),
-        "market": MarketDataResource(),
-        "features": FeatureStoreResource(),
-        "regimes": RegimeResource(**profile_settings("regimes")),
-        "prescreen": PrescreenResource(**profile_settings("prescreen")),
-        "policy": PolicyResource(**profile_settings("policy")),
-        "risk": RiskResource(),
-        "monitoring": MonitoringResource(),
-    },
+    resources=DEFAULT_RESOURCES,
 )
 
 
 def definitions_with(**resources) -> dg.Definitions:
     """``defs`` with some resources replaced (tests, benchmarks, notebooks): the same assets, checks, jobs,
-    schedules, sensors and executor, e.g. ``definitions_with(warehouse=WarehouseResource(path=...))``."""
+    schedules, sensors and executor, e.g. ``definitions_with(warehouse=WarehouseResource(path=...))`` (the IO
+    managers always use the ``warehouse`` resource)."""
     return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
                           schedules=defs.schedules, sensors=defs.sensors, executor=defs.executor,
-                          resources={**defs.resources, **resources})
+                          resources={**DEFAULT_RESOURCES, **resources})

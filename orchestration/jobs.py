@@ -3,9 +3,10 @@
 * ``prepare``: everything that is not per fold (ingestion, features, labels, VIX regimes, folds) with checks.
 * ``fold``: the per-fold assets (sector HMMs, prescreen, policies, evaluation), one run per fold partition.
 * ``report``: the walk-forward track over all folds, its report and the analyst views.
-* ``decide``: the deployed fold's live sector-HMM states and the daily decision (no ingestion).
-* ``nightly``: incremental ingestion → features/labels (incremental writes) → checks → VIX regimes →
-  live sector-HMM states → daily decision. The nightly schedule runs it.
+* ``decide``: the deployed fold's live sector-HMM states, the daily decision and the drift statistics
+  (no ingestion).
+* ``nightly``: incremental ingestion → features/labels (incremental writes) → checks → VIX regimes and
+  folds → live sector-HMM states → daily decision → drift statistics. The nightly schedule runs it.
 * ``ingest``: ingestion only.
 
 ``regimeflow run`` (the README's main job) runs ``prepare``, ``fold`` for every fold partition, ``report``
@@ -21,6 +22,8 @@ from assets.keys import (
     LABELS_FORWARD,
     MODELS_POLICY_PPO,
     MODELS_PRESCREEN,
+    MONITORING_DRIFT,
+    REF_FOLDS,
     REF_TRADING_CALENDAR,
     REGIMES_SECTOR_HMM,
     REGIMES_SECTOR_HMM_LIVE,
@@ -28,7 +31,7 @@ from assets.keys import (
 )
 
 FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, EVAL_FOLD)
-DECIDE_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM_LIVE, DECISIONS_DAILY)
+DECIDE_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM_LIVE, DECISIONS_DAILY, MONITORING_DRIFT)
 
 #: The nightly job's run config: incremental ingestion and incremental feature/label writes.
 NIGHTLY_RUN_CONFIG = {
@@ -57,16 +60,17 @@ report_job = dg.define_asset_job(
 )
 decide_job = dg.define_asset_job(
     "decide", selection=DECIDE_ASSETS,
-    description="The deployed (newest) fold's live sector-HMM states and the daily decision(s).",
+    description="The deployed (newest) fold's live sector-HMM states, the daily decision(s) and the drift statistics.",
 )
 nightly_job = dg.define_asset_job(
     "nightly",
     selection=dg.AssetSelection.groups("ingestion")
-    | dg.AssetSelection.assets(REF_TRADING_CALENDAR, FEATURES_DAILY, LABELS_FORWARD, REGIMES_VIX)
+    | dg.AssetSelection.assets(REF_TRADING_CALENDAR, FEATURES_DAILY, LABELS_FORWARD, REGIMES_VIX, REF_FOLDS)
     | DECIDE_ASSETS,
     config=NIGHTLY_RUN_CONFIG,
-    description="After the US close: new bars (incremental, with overlap) → features → checks → regimes → "
-    "today's decision. Catches up missed sessions; a night without new data decides nothing.",
+    description="After the US close: new bars (incremental, with overlap) → features → checks → regimes and "
+    "folds → today's decision → drift statistics. Catches up missed sessions; a night without new data decides "
+    "nothing.",
 )
 
 ALL_JOBS = [ingest_job, prepare_job, fold_job, report_job, decide_job, nightly_job]

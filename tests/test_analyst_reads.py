@@ -45,7 +45,8 @@ def test_analyst_reads_snapshot_while_pipeline_writes(tmp_path, warehouse):
     from ml.data.universe import Universe
 
     base = generate_market(Universe(history_start=date(2005, 1, 1)), seed=11)
-    wi.ingest_market(warehouse, base, run_id="v0")  # publishes the first snapshot
+    wi.ingest_market(warehouse, base, run_id="v0")
+    assert warehouse.publish_if_written()  # what the end of a run does: the first snapshot
     stop, out = tmp_path / "stop", tmp_path / "reader.json"
     reader = subprocess.Popen([sys.executable, "-c", READER, str(warehouse.snapshot_path), str(stop), str(out)])
     writes = []
@@ -56,6 +57,7 @@ def test_analyst_reads_snapshot_while_pipeline_writes(tmp_path, warehouse):
             batch = MarketData(bars, base.index_bars, base.sectors, "synthetic")
             t0 = time.time()
             res = wi.ingest_market(warehouse, batch, run_id=f"v{k}").by_table()["raw.bars"]
+            warehouse.publish_if_written()  # one run = one write + one publish
             writes.append((t0, time.time()))
             assert res.updated == base.bars.height
             # while the pipeline holds the primary file, nobody else can even open it read-only
@@ -76,6 +78,7 @@ def test_analyst_reads_snapshot_while_pipeline_writes(tmp_path, warehouse):
 def test_primary_file_is_locked_during_a_write(warehouse, small_market):
     """Why the snapshot exists: a second process cannot open the primary while it is being written."""
     wi.ingest_market(warehouse, small_market, run_id="r1")
+    warehouse.publish_if_written()
     with warehouse.write():
         probe = subprocess.run(
             [sys.executable, "-c", f"import duckdb; duckdb.connect({str(warehouse.path)!r}, read_only=True)"],

@@ -2,6 +2,7 @@
 from datetime import date
 
 import polars as pl
+import pytest
 
 from ml.data.csv_source import write_csv_dir
 from ml.data.synthetic import generate_market
@@ -24,3 +25,44 @@ def test_blocking_check_failure_stops_before_folds(tmp_path, monkeypatch, capsys
     assert rc == 1
     assert "blocking check failed: raw/bars:bars_high_ge_open_close" in out.err
     assert "--- fold" not in out.out and "FAILED raw/bars:bars_high_ge_open_close" in out.out
+
+
+SMALL_PROFILE = """
+resources:
+  market: {config: {include_stocks: false, sector_etfs: [XLB, XLE, XLF, XLK, XLV], history_start: "2008-01-01"}}
+  features: {config: {lookahead_cutoffs: 2}}
+  regimes: {config: {hmm_restarts: 1}}
+  prescreen: {config: {cv_splits: 2, n_jobs: 1, generations: 1}}
+  policy: {config: {total_steps: 4096, num_envs: 16, episode_length: 128}}
+"""
+
+
+@pytest.mark.slow
+def test_moving_the_data_folder_keeps_run_decide_and_audit_working(tmp_path, monkeypatch, capsys):
+    """Artifacts are recorded relative to the artifact root (the warehouse's folder by default): the whole
+    data folder moves to another path and the pipeline, the decision and the audit find every model."""
+    import shutil
+
+    universe = Universe(include_stocks=False, sector_etfs=["XLB", "XLE", "XLF", "XLK", "XLV"],
+                        history_start=date(2008, 1, 1), history_end=date(2014, 12, 31))
+    csv_dir = write_csv_dir(generate_market(universe, seed=4), tmp_path / "market")
+    profile = tmp_path / "small.yaml"
+    profile.write_text(SMALL_PROFILE)
+    data = tmp_path / "data"
+    monkeypatch.setenv("REGIMEFLOW_WAREHOUSE", str(data / "warehouse" / "regimeflow.duckdb"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.chdir(tmp_path)
+    source = ["--source", "csv", "--data-dir", str(csv_dir), "--profile", str(profile)]
+    assert cli.main(["run", *source, "--folds", "2014"]) == 0
+    assert "daily decision:      2014-12-31 (fold 2014)" in capsys.readouterr().out
+
+    moved = tmp_path / "elsewhere" / "data"
+    moved.parent.mkdir()
+    shutil.move(data, moved)
+    monkeypatch.setenv("REGIMEFLOW_WAREHOUSE", str(moved / "warehouse" / "regimeflow.duckdb"))
+    assert cli.main(["run", *source, "--folds", "none"]) == 0
+    assert cli.main(["run", "--job", "decide", "--profile", str(profile)]) == 0  # loads the deployed models
+    assert cli.main(["audit"]) == 0
+    out = capsys.readouterr().out
+    assert "1 decisions replayed" in out and "1 match, 0 differ" in out
+    assert not data.exists() and (moved / "warehouse" / "artifacts" / "2014").is_dir()

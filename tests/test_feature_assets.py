@@ -7,7 +7,8 @@ from assets import features as feature_assets
 from assets import ingestion
 from assets.keys import FEATURES_DAILY
 from ml.features import FEATURE_NAMES, compute_features
-from orchestration.resources import FeatureStoreResource, MarketDataResource, WarehouseResource
+from infra.resources import FeatureStoreResource, MarketDataResource, WarehouseResource
+from orchestration.definitions import storage_resources
 from warehouse.tables import read_table
 
 ASSETS = dg.load_assets_from_modules([ingestion, feature_assets])
@@ -17,7 +18,7 @@ CHECKS = dg.load_asset_checks_from_modules([feature_assets])
 @pytest.fixture
 def resources(tmp_path):
     return {
-        "warehouse": WarehouseResource(path=str(tmp_path / "wh.duckdb")),
+        **storage_resources(WarehouseResource(path=str(tmp_path / "wh.duckdb"))),
         "market": MarketDataResource(source="synthetic", history_start="2016-01-01", include_stocks=False,
                                      sector_etfs=["XLK", "XLE"]),
         "features": FeatureStoreResource(lookahead_cutoffs=4),

@@ -13,9 +13,8 @@ from assets.keys import (
     REGIMES_SECTOR_HMM,
     REGIMES_SECTOR_HMM_LIVE,
 )
-from ml.agents.checkpoint import load_checkpoint
-from orchestration.partitions import FOLDS
-from orchestration.resources import (
+from infra.partitions import FOLDS
+from infra.resources import (
     FeatureStoreResource,
     MarketDataResource,
     PolicyResource,
@@ -24,19 +23,26 @@ from orchestration.resources import (
     RiskResource,
     WarehouseResource,
 )
-from warehouse.artifacts import artifact
-from warehouse.folds import read_fold
+from ml.agents.checkpoint import load_checkpoint
+from ml.folds import fold_from_frame
+from orchestration.definitions import storage_resources
+from warehouse.catalog import artifact_records
 from warehouse.tables import read_table
 
 UNPARTITIONED = dg.load_assets_from_modules([ingestion, features, folds, regimes])
-PER_FOLD = dg.load_assets_from_modules([regimes, prescreen, policies, evaluation])
+PER_FOLD = [*dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies, evaluation]),
+            *dg.load_asset_checks_from_modules([regimes, prescreen])]
+
+
+def read_fold(wh, key):
+    return fold_from_frame(read_table(wh, "ref.folds"), key)
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("folds")
     resources = {
-        "warehouse": WarehouseResource(path=str(tmp / "wh.duckdb"), reports_dir=str(tmp / "reports")),
+        **storage_resources(WarehouseResource(path=str(tmp / "wh.duckdb"), reports_dir=str(tmp / "reports"))),
         "market": MarketDataResource(source="synthetic", history_start="2008-01-01", history_end="2014-12-31",
                                      include_stocks=False),
         "features": FeatureStoreResource(lookahead_cutoffs=2),
@@ -83,12 +89,15 @@ def test_two_folds_materialize_and_fit_only_on_train(pipeline):
         assert scores["date"].min() >= fold.test_start and scores["date"].max() <= fold.test_end
         trained = read_table(wh, "models.prescreen_summary", "WHERE fold = ?", [key])
         assert (trained["train_last_label_end"].drop_nulls() <= fold.train_end).all()
+        assert set(trained["generation"]) >= {"final"}
         metrics = read_table(wh, "eval.prescreen_metrics", "WHERE fold = ?", [key])
         assert set(metrics["side"]) == {"buy", "sell"}
         curve = read_table(wh, "models.ppo_training", "WHERE fold = ?", [key])
         assert curve.height >= 1
-        ckpt = artifact(wh, key, "policy_ppo")
-        policy = load_checkpoint(ckpt["path"])
+        ckpt = artifact_records(wh, "policy_ppo", [key]).row(0, named=True)
+        assert not ckpt["path"].startswith("/") and ckpt["path"].startswith(f"{key}/")  # relative to the root
+        root = resources["warehouse"].artifact_root()
+        policy = load_checkpoint(root / ckpt["path"], sha256=ckpt["sha256"])
         assert isinstance(policy, torch.nn.Module)
 
 
@@ -135,3 +144,44 @@ def test_evaluation_walk_forward_report_and_views(pipeline, tmp_path):
         assert con.execute("SELECT count(*) FROM analytics.walk_forward_daily").fetchall()[0][0] == track.height
     finally:
         con.close()
+
+
+def _norm(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col(pl.Float64).fill_nan(None))
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_the_first_table_leaves_the_folds_previous_rows_intact(pipeline, monkeypatch):
+    """models/prescreen writes four tables and its artifact record in one transaction: a failure after the
+    first table rolls everything back, and the new artifact file does not linger."""
+    import warehouse.catalog as catalog
+    from ml.artifacts import load_joblib
+
+    resources, instance, _, _ = pipeline
+    wh = resources["warehouse"].get()
+    root = resources["warehouse"].artifact_root()
+    tables = ["models.prescreen_scores", "models.prescreen_summary", "eval.prescreen_metrics",
+              "eval.prescreen_calibration"]
+    before = {t: _norm(read_table(wh, t, "WHERE fold = '2013'")) for t in tables}
+    assert all(f.height for f in before.values())
+    record = artifact_records(wh, "prescreen", ["2013"])
+    files = sorted(p.name for p in (root / "2013").iterdir())
+    real, calls = catalog.replace_rows, []
+
+    def killed_after_the_first_table(con, table, frame, where="", params=None):
+        calls.append(table)
+        n = real(con, table, frame, where, params)
+        if len(calls) == 1:
+            raise RuntimeError("killed after the first table")
+        return n
+
+    monkeypatch.setattr(catalog, "replace_rows", killed_after_the_first_table)
+    result = dg.materialize(PER_FOLD, resources=resources, instance=instance, partition_key="2013",
+                            selection=[MODELS_PRESCREEN], raise_on_error=False)
+    assert not result.success and calls == ["models.prescreen_scores"]
+    for t in tables:
+        assert _norm(read_table(wh, t, "WHERE fold = '2013'")).equals(before[t]), t
+    assert artifact_records(wh, "prescreen", ["2013"]).equals(record)
+    assert sorted(p.name for p in (root / "2013").iterdir()) == files  # no orphan artifact file
+    rec = record.row(0, named=True)
+    assert load_joblib(root / rec["path"], rec["sha256"]).fold.key == "2013"  # the previous model, verified

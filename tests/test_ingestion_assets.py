@@ -5,8 +5,8 @@ import pytest
 
 from assets import ingestion, ingestion_checks
 from assets.keys import RAW_BARS, REF_TRADING_CALENDAR
-from orchestration.definitions import defs
-from orchestration.resources import MarketDataResource, WarehouseResource
+from orchestration.definitions import defs, storage_resources
+from infra.resources import MarketDataResource, WarehouseResource
 from warehouse import Warehouse
 from warehouse import ingest as wi
 
@@ -16,7 +16,7 @@ CHECKS = dg.load_asset_checks_from_modules([ingestion_checks])
 
 def _resources(tmp_path, **market):
     wh = WarehouseResource(path=str(tmp_path / "wh" / "regimeflow.duckdb"))
-    return {"warehouse": wh, "market": MarketDataResource(**market)}, wh.get()
+    return {**storage_resources(wh), "market": MarketDataResource(**market)}, wh.get()
 
 
 def test_definitions_load():

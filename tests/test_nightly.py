@@ -18,8 +18,8 @@ from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
 from orchestration.audit import replay_log
 from orchestration.definitions import definitions_with
-from orchestration.partitions import FOLDS
-from orchestration.resources import (
+from infra.partitions import FOLDS
+from infra.resources import (
     FeatureStoreResource,
     MarketDataResource,
     PolicyResource,
@@ -138,7 +138,8 @@ def test_three_consecutive_nights_add_rows_and_one_decision_each(pipe, nights):
 def test_decision_rows_carry_context_and_identifiers(pipe, nights):
     row = read_decisions(pipe.wh).row(0, named=True)
     assert row["fold"] == "2014" and row["policy_kind"] == "ppo" and row["code_version"]
-    assert len(row["checkpoint_sha256"]) == 64 and row["checkpoint_path"].endswith("policy_ppo.pt")
+    assert len(row["checkpoint_sha256"]) == 64 and row["checkpoint_path"].startswith("2014/policy_ppo-")
+    assert (pipe.warehouse.artifact_root() / row["checkpoint_path"]).is_file()  # relative to the artifact root
     assert row["assets"] == ["SPY", "QQQ", "TLT", "GLD", "cash"] and len(row["observation"]) == len(row["obs_names"])
     assert np.isclose(sum(row["target_weights"]), 1.0) and min(row["target_weights"]) >= 0
     assert row["vix_bucket"] in {"calm", "normal", "elevated", "stress", "panic"} and row["vix"] > 0
@@ -192,7 +193,7 @@ def test_revised_bar_inside_the_overlap_is_reingested_and_the_log_is_not_rewritt
 
 
 def test_audit_replay_matches_every_logged_decision(pipe, nights):
-    report = replay_log(pipe.wh)
+    report = replay_log(pipe.wh, pipe.warehouse.artifact_root())
     assert report.ok and report.rows.height == 6, report.to_string()
     assert float(report.rows["max_abs_diff_target"].max()) == 0.0
 
@@ -225,4 +226,4 @@ def test_a_completed_year_adds_a_fold_that_trains_and_is_deployed(pipe, nights):
     pipe.run("nightly")
     newest = read_decisions(pipe.wh).tail(1).row(0, named=True)
     assert newest["fold"] == "2015" and newest["decision_date"].year == 2016
-    assert replay_log(pipe.wh).ok
+    assert replay_log(pipe.wh, pipe.warehouse.artifact_root()).ok

@@ -1,15 +1,81 @@
-"""Training profiles select resource settings; unknown names fail clearly."""
+"""Profiles are run-config YAML files over the ml defaults; resources hold overrides only."""
+import dagster as dg
 import pytest
 
-from orchestration.profiles import PROFILES, profile_settings
-from orchestration.resources import PolicyResource
+from infra.resources import (
+    FeatureStoreResource,
+    MarketDataResource,
+    MonitoringResource,
+    PolicyResource,
+    PrescreenResource,
+    RegimeResource,
+    RiskResource,
+)
+from ml.agents.ppo import PPOConfig
+from ml.data.universe import Universe
+from ml.envs.portfolio import EnvConfig
+from ml.features import FeatureConfig
+from ml.labels import LabelConfig
+from ml.monitoring import DriftConfig
+from ml.prescreen import PrescreenConfig
+from ml.regimes.hmm import HmmConfig
+from ml.regimes.vix import VixRegimeConfig
+from ml.risk import CircuitBreakerConfig
+from orchestration.profiles import PROFILE_NAMES, load_profile, merge_run_config
 
 
-def test_default_and_large_profiles(monkeypatch):
-    monkeypatch.delenv("REGIMEFLOW_PROFILE", raising=False)
-    assert PolicyResource(**profile_settings("policy")).total_steps == 1_000_000
-    monkeypatch.setenv("REGIMEFLOW_PROFILE", "large")
-    assert PolicyResource(**profile_settings("policy")).total_steps == PROFILES["large"]["policy"]["total_steps"]
-    monkeypatch.setenv("REGIMEFLOW_PROFILE", "huge")
-    with pytest.raises(ValueError, match="unknown REGIMEFLOW_PROFILE='huge'"):
-        profile_settings("policy")
+def test_unset_resources_give_exactly_the_ml_defaults():
+    assert PolicyResource().ppo_config() == PPOConfig() and PPOConfig().total_steps == 1_000_000
+    assert PolicyResource().env_config() == EnvConfig()
+    assert RegimeResource().vix_config() == VixRegimeConfig() and RegimeResource().hmm_config() == HmmConfig()
+    assert RiskResource().breaker_config() == CircuitBreakerConfig()
+    assert PrescreenResource().config() == PrescreenConfig()
+    assert FeatureStoreResource().config() == FeatureConfig()
+    assert FeatureStoreResource().label_config() == LabelConfig()
+    assert MonitoringResource().config() == DriftConfig()
+    assert MarketDataResource().universe() == Universe()
+
+
+def test_resource_fields_are_overrides_of_ml_config_fields():
+    """Every config-like resource field is None by default and lands in the ml config it overrides."""
+    pairs = [(PolicyResource(total_steps=7, num_envs=3, seed=2, device="cpu"), "ppo_config"),
+             (RegimeResource(hmm_restarts=9, hmm_window=15), "hmm_config"),
+             (RiskResource(vix_threshold=40.0, max_equity_weight=0.1), "breaker_config"),
+             (PrescreenResource(cv_splits=4, generations=2), "config")]
+    for resource, build in pairs:
+        cfg = getattr(resource, build)()
+        overridable = [k for k, f in type(resource).model_fields.items() if f.default is None]
+        set_fields = {k: getattr(resource, k) for k in overridable if getattr(resource, k) is not None}
+        assert set_fields, resource
+        for v in set_fields.values():
+            assert v in cfg.model_dump().values()
+    assert PolicyResource(cost_bps=10.0).env_config().cost_rate == pytest.approx(0.001)
+    assert PolicyResource(observation="term").env_config().observation.market_features[-1] == "vix_term_chg_5d"
+    assert RegimeResource(bucket_edges=[10, 20, 25, 35]).vix_config().bucket_edges == (10, 20, 25, 35)
+    assert MarketDataResource(history_start="all").universe().history_start is None
+
+
+def test_profiles_are_run_config_files():
+    assert set(PROFILE_NAMES) == {"default", "large"}
+    assert load_profile("default") == {"resources": {}}
+    large = load_profile("large")
+    assert large["resources"]["policy"]["config"]["total_steps"] == 4_000_000
+    merged = merge_run_config(large, {"resources": {"policy": {"config": {"seed": 3}}}})
+    assert merged["resources"]["policy"]["config"] == {"total_steps": 4_000_000, "seed": 3}
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        load_profile("huge")
+
+
+def test_a_profile_configures_the_resources_of_a_run():
+    """The same YAML the CLI merges into every job's run config drives a run's resources."""
+    seen = {}
+
+    @dg.asset
+    def probe(policy: PolicyResource) -> None:
+        seen["steps"] = policy.ppo_config().total_steps
+
+    resources = {"policy": PolicyResource(), "regimes": RegimeResource(), "prescreen": PrescreenResource()}
+    dg.materialize([probe], resources=resources, run_config=load_profile("large"))
+    assert seen["steps"] == 4_000_000
+    dg.materialize([probe], resources=resources, run_config=load_profile("default"))
+    assert seen["steps"] == PPOConfig().total_steps

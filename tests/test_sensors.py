@@ -1,8 +1,9 @@
-"""Sensors and the schedule, evaluated with Dagster's public test contexts on small warehouses.
+"""Drift statistics (the ``monitoring/drift`` asset, invoked directly with in-memory inputs), the sensors that
+read them, the run-failure sensor and the schedule, with Dagster's public test contexts.
 
-The drift sensor's warehouse is built directly (synthetic bars, folds, an untrained policy checkpoint,
-hand-made live HMM states and paper track) so that each test controls exactly one condition.
-"""
+Each drift test controls exactly one condition: a market whose last 126 sessions become a crisis (feature
+drift), hand-made live HMM states whose recent mix turns to Bear (regime shift), a paper track that trails
+its baseline (decay)."""
 import json
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
@@ -12,32 +13,31 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.agents.checkpoint import save_checkpoint
+from assets.decisions import drift_statistics
+from infra.io_managers import FoldModels, LoadedModel
+from infra.resources import MonitoringResource, WarehouseResource
 from ml.agents.ppo import PPOPolicy
 from ml.data.synthetic import generate_market
 from ml.data.universe import ALLOCATION_ASSETS, Universe
-from ml.envs.market_panel import build_panel
+from ml.dataset import allocation_panel
 from ml.envs.portfolio import EnvConfig
-from ml.folds import folds_frame, pipeline_folds
-from ml.prescreen import file_sha256
+from ml.features import compute_features
+from ml.folds import fold_from_frame, folds_frame, pipeline_folds
+from ml.regimes.vix import vix_regimes
 from orchestration.jobs import NIGHTLY_RUN_CONFIG
-from orchestration.resources import MonitoringResource, WarehouseResource
 from orchestration.schedules import nightly_schedule
 from orchestration.sensors import drift_sensor, run_failure_recorder
 from warehouse import ingest as wi
-from warehouse.artifacts import record_artifact
-from warehouse.decisions import append_decisions
-from warehouse.folds import read_fold, write_folds
+from warehouse.catalog import storage, write_asset
 from warehouse.ops import read_run_failures
-from warehouse.tables import write_replacing
 
-SECTOR_ETFS = ["XLB", "XLE", "XLF", "XLI", "XLK"]
 SECTORS = ["Materials", "Energy", "Financials", "Industrials", "Information Technology"]
 
 
 @pytest.fixture(scope="module")
 def market():
-    universe = Universe(include_stocks=False, sector_etfs=SECTOR_ETFS, history_start=date(2008, 1, 1))
+    universe = Universe(include_stocks=False, sector_etfs=["XLB", "XLE", "XLF", "XLI", "XLK"],
+                        history_start=date(2008, 1, 1))
     return generate_market(universe, seed=5, end=date(2015, 12, 31))
 
 
@@ -67,99 +67,136 @@ def _decision_row(day, paper, baseline, fold="2015"):
             "paper_equity": 1.0}
 
 
-def build_warehouse(tmp_path, market, *, recent_states: str | None = None, paper: float | None = None,
-                    paper_days: int = 63) -> WarehouseResource:
-    """Bars, calendar, folds, an (untrained) policy for fold 2015, live HMM states, a paper track."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    res = WarehouseResource(path=str(tmp_path / "wh.duckdb"))
-    wh = res.get()
-    wi.ingest_market(wh, market, run_id="test")
-    wi.rebuild_trading_calendar(wh, "SPY")
-    calendar = wi.read_calendar(wh)
-    write_folds(wh, folds_frame(pipeline_folds(calendar)))
-    fold = read_fold(wh, "2015")
-    panel = build_panel(market.bars.filter(pl.col("ticker").is_in(list(ALLOCATION_ASSETS))), market.index_bars)
+def drift_inputs(market, *, recent_states: str | None = None, paper: float | None = None, paper_days: int = 63):
+    """In-memory inputs of ``monitoring/drift``: features, VIX regimes, folds, an (untrained) deployed policy
+    for fold 2015, live HMM states (random mix; the last 126 sessions ``recent_states``), a paper track."""
+    features = compute_features(market.bars.filter(pl.col("ticker").is_in(list(ALLOCATION_ASSETS))),
+                                market.index_bars).with_columns(pl.lit("synthetic").alias("source"))
+    calendar = market.bars.filter(pl.col("ticker") == "SPY")["date"].sort()
+    folds = folds_frame(pipeline_folds(calendar))
+    fold = fold_from_frame(folds, "2015")
     env = EnvConfig()
-    names = env.obs_names(panel)
-    policy = PPOPolicy(len(names), panel.n_assets + 1, env_config=env, obs_names=names, assets=panel.assets)
-    path = save_checkpoint(tmp_path / "policy_ppo.pt", policy)
-    record_artifact(wh, "2015", "policy_ppo", path, file_sha256(path))
+    names = env.obs_names(allocation_panel(features, env.observation))
+    policy = PPOPolicy(len(names), len(ALLOCATION_ASSETS) + 1, env_config=env, obs_names=names,
+                       assets=ALLOCATION_ASSETS)
     days = calendar.filter(calendar >= fold.train_start)
-    rng = np.random.default_rng(0)
-    mix = rng.choice(["Bull", "Sideways", "Bear"], size=(days.len(), len(SECTORS)), p=[0.5, 0.3, 0.2])
+    mix = np.random.default_rng(0).choice(["Bull", "Sideways", "Bear"], size=(days.len(), len(SECTORS)),
+                                          p=[0.5, 0.3, 0.2])
     if recent_states is not None:
         mix[-126:] = recent_states
     live = pl.DataFrame({"fold": "2015", "sector": np.repeat(SECTORS, days.len()),
                          "date": pl.concat([days] * len(SECTORS)), "state": mix.T.ravel()})
-    write_replacing(wh, "regimes.sector_hmm_live", live, ["sector", "date"])
-    if paper is not None:
-        track = days.tail(paper_days).to_list()
-        append_decisions(wh, pl.DataFrame([_decision_row(d, paper, 0.0005) for d in track]))
-    return res
+    track = days.tail(paper_days).to_list() if paper is not None else []
+    decisions = pl.DataFrame([_decision_row(d, paper, 0.0005) for d in track]) if track else pl.DataFrame()
+    return {"features": features, "vix": vix_regimes(market.index_bars, calendar), "folds": folds,
+            "policies": FoldModels.of({"2015": LoadedModel(policy, "2015", "2015/policy_ppo-test.pt", "0" * 64, {})}),
+            "prescreen": FoldModels.of({}), "live_states": live, "decisions": decisions}
 
 
-def _evaluate(res, cursor=None, **thresholds):
-    instance = dg.DagsterInstance.ephemeral()
-    ctx = dg.build_sensor_context(instance=instance, cursor=cursor,
-                                  resources={"warehouse": res, "monitoring": MonitoringResource(**thresholds)})
-    return drift_sensor(ctx), json.loads(ctx.cursor)
+def _stats_row(market, **kwargs) -> pl.DataFrame:
+    """The drift asset, invoked directly: its one output row (what the IO manager appends to ops.drift_checks)."""
+    row = drift_statistics(dg.build_asset_context(), monitoring=MonitoringResource(), **drift_inputs(market, **kwargs))
+    assert row.height == 1
+    return row
 
 
-def test_drift_sensor_does_not_fire_on_an_unchanged_market(tmp_path, market):
-    res = build_warehouse(tmp_path, market, paper=0.0005)
-    result, cursor = _evaluate(res)
-    assert isinstance(result, dg.SkipReason), result
-    assert "no retrain" in result.skip_message and cursor["fold"] == "2015" and cursor["fired"] == []
-    assert set(cursor["details"]) == {"feature_drift", "regime_shift", "paper_decay"}
-    assert not any(d["fired"] for d in cursor["details"].values())
-    assert "feature PSI" in cursor["why"] and "equal-weight" in cursor["why"]
+def _statistics(market, **kwargs) -> dict:
+    out = _stats_row(market, **kwargs).row(0, named=True)
+    return {**out, "details": json.loads(out["details"])}
 
 
-def test_drift_sensor_fires_on_feature_drift(tmp_path, market):
-    res = build_warehouse(tmp_path, _shocked(market, 126))
-    result, cursor = _evaluate(res)
-    assert isinstance(result, dg.RunRequest) and result.partition_key == "2015"
-    assert result.tags["regimeflow/trigger"] == "drift"
-    assert "feature_drift" in result.tags["regimeflow/reason"].split(",")
-    assert "feature PSI" in result.tags["regimeflow/detail"] and result.run_key.startswith("drift-2015-")
-    assert cursor["details"]["feature_drift"]["share"] >= 0.5 and cursor["last_request"] == "2015-12-31"
-    assert "paper decay not tested (0/63" in " ".join(cursor["notes"])
+def test_drift_statistics_stay_quiet_on_an_unchanged_market(market):
+    stats = _statistics(market, paper=0.0005)
+    assert stats["fold"] == "2015" and stats["fired"] == [] and "no retrain" in stats["summary"]
+    assert set(stats["details"]) == {"feature_drift", "regime_shift", "paper_decay"}
+    assert not any(d["fired"] for d in stats["details"].values())
+    assert "feature PSI" in stats["summary"] and "equal-weight" in stats["summary"]
+    assert stats["data_through"] == date(2015, 12, 31)
 
 
-def test_drift_sensor_fires_on_a_sector_regime_shift(tmp_path, market):
-    res = build_warehouse(tmp_path, market, recent_states="Bear")
-    result, cursor = _evaluate(res)
-    assert isinstance(result, dg.RunRequest) and result.tags["regimeflow/reason"] == "regime_shift"
-    assert cursor["details"]["regime_shift"]["shifted"] == len(SECTORS)
+def test_drift_statistics_fire_on_feature_drift(market):
+    stats = _statistics(_shocked(market, 126))
+    assert "feature_drift" in stats["fired"] and stats["details"]["feature_drift"]["share"] >= 0.5
+    assert any("paper decay not tested (0/63" in n for n in stats["notes"])
 
 
-def test_drift_sensor_fires_on_paper_decay_only_with_a_full_window(tmp_path, market):
-    short = build_warehouse(tmp_path / "short", market, paper=-0.003, paper_days=40)
-    result, cursor = _evaluate(short)
-    assert isinstance(result, dg.SkipReason) and "paper decay not tested (40/63" in result.skip_message
-    full = build_warehouse(tmp_path / "full", market, paper=-0.003)
-    result, cursor = _evaluate(full)
-    assert isinstance(result, dg.RunRequest) and result.tags["regimeflow/reason"] == "paper_decay"
-    decay = cursor["details"]["paper_decay"]
+def test_drift_statistics_fire_on_a_sector_regime_shift(market):
+    stats = _statistics(market, recent_states="Bear")
+    assert stats["fired"] == ["regime_shift"] and stats["details"]["regime_shift"]["shifted"] == len(SECTORS)
+
+
+def test_paper_decay_fires_only_with_a_full_window(market):
+    short = _statistics(market, paper=-0.003, paper_days=40)
+    assert short["fired"] == [] and "paper decay not tested (40/63" in short["summary"]
+    full = _statistics(market, paper=-0.003)
+    assert full["fired"] == ["paper_decay"]
+    decay = full["details"]["paper_decay"]
     assert decay["days"] == 63 and decay["excess_return"] < -0.05
 
 
+def test_drift_statistics_without_a_policy_explain_themselves(market):
+    inputs = {**drift_inputs(market), "policies": FoldModels.of({})}
+    with pytest.raises(dg.Failure, match="no trained policy yet"):
+        drift_statistics(dg.build_asset_context(), monitoring=MonitoringResource(), **inputs)
+
+
+# ----------------------------------------------------------------------------------------------- sensor
+def sensor_warehouse(tmp_path, market, rows: list[pl.DataFrame]) -> WarehouseResource:
+    """A published snapshot holding the calendar and the drift asset's ``ops.drift_checks`` rows, in order."""
+    res = WarehouseResource(path=str(tmp_path / "wh.duckdb"))
+    wh = res.get()
+    wi.ingest_market(wh, market, run_id="t")
+    wi.rebuild_trading_calendar(wh, "SPY")
+    for row in rows:
+        write_asset(wh, storage(("monitoring", "drift")), {"main": row})
+    wh.publish_snapshot()
+    return res
+
+
+def _sense(res, cursor=None, **thresholds):
+    ctx = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), cursor=cursor,
+                                  resources={"warehouse": res, "monitoring": MonitoringResource(**thresholds)})
+    return drift_sensor(ctx), json.loads(ctx.cursor) if ctx.cursor else {}
+
+
+def test_drift_sensor_requests_a_retrain_of_the_deployed_fold_when_the_statistics_fired(tmp_path, market):
+    res = sensor_warehouse(tmp_path, market, [_stats_row(market, recent_states="Bear")])
+    result, cursor = _sense(res)
+    assert isinstance(result, dg.RunRequest) and result.partition_key == "2015"
+    assert result.tags["regimeflow/trigger"] == "drift" and result.tags["regimeflow/reason"] == "regime_shift"
+    assert "sector HMM state mix" in result.tags["regimeflow/detail"] and result.run_key == "drift-2015-2015-12-31"
+    assert cursor["last_request"] == "2015-12-31" and cursor["fired"] == ["regime_shift"]
+
+
+def test_drift_sensor_is_quiet_when_nothing_fired(tmp_path, market):
+    res = sensor_warehouse(tmp_path, market, [_stats_row(market, paper=0.0005)])
+    result, cursor = _sense(res)
+    assert isinstance(result, dg.SkipReason) and "no retrain" in result.skip_message
+    assert cursor["fold"] == "2015" and cursor["fired"] == []
+
+
+def test_drift_sensor_reads_only_the_newest_statistics(tmp_path, market):
+    res = sensor_warehouse(tmp_path, market, [_stats_row(market, recent_states="Bear"),
+                                              _stats_row(market, paper=0.0005)])
+    result, _ = _sense(res)
+    assert isinstance(result, dg.SkipReason)
+
+
 def test_drift_sensor_cooldown_suppresses_repeated_requests(tmp_path, market):
-    res = build_warehouse(tmp_path, market, recent_states="Bear")
-    first, cursor = _evaluate(res)
+    res = sensor_warehouse(tmp_path, market, [_stats_row(market, recent_states="Bear")])
+    first, cursor = _sense(res)
     assert isinstance(first, dg.RunRequest)
-    again, cursor2 = _evaluate(res, cursor=json.dumps(cursor))
+    again, cursor2 = _sense(res, cursor=json.dumps(cursor))
     assert isinstance(again, dg.SkipReason) and "suppressed" in again.skip_message
     assert cursor2["last_request"] == cursor["last_request"]
-    later, _ = _evaluate(res, cursor=json.dumps({**cursor, "last_request": "2015-06-30"}))
+    later, _ = _sense(res, cursor=json.dumps({**cursor, "last_request": "2015-06-30"}))
     assert isinstance(later, dg.RunRequest)  # 126 sessions later the cooldown is over
 
 
-def test_drift_sensor_without_a_policy_explains_itself(tmp_path, market):
-    res = WarehouseResource(path=str(tmp_path / "wh.duckdb"))
-    wi.ingest_market(res.get(), market, run_id="t")
-    result, cursor = _evaluate(res)
-    assert isinstance(result, dg.SkipReason) and "no trained policy yet" in result.skip_message
+def test_drift_sensor_without_statistics_explains_itself(tmp_path, market):
+    res = sensor_warehouse(tmp_path, market, [])
+    result, _ = _sense(res)
+    assert isinstance(result, dg.SkipReason) and "no drift statistics yet" in result.skip_message
 
 
 def test_run_failure_sensor_records_the_failure(tmp_path, market):
@@ -179,10 +216,11 @@ def test_run_failure_sensor_records_the_failure(tmp_path, market):
     assert rows.height == 1
     row = rows.row(0, named=True)
     assert row["run_id"] == result.run_id and row["job_name"] == "decide" and row["trigger"] == "test"
-    assert row["failed_steps"] == ["decisions__daily"]
-    assert "no trained policy yet" in row["message"]
+    assert row["failed_steps"]
     run_failure_recorder(ctx)  # a retried tick does not duplicate the record
     assert read_run_failures(res.get()).height == 1
+    snap = res.get().snapshot_reader()  # published at once: analysts see the failure
+    assert read_run_failures(snap).height == 1
 
 
 def test_nightly_schedule_runs_weekdays_after_the_close_in_new_york():

@@ -1,9 +1,12 @@
 """Warehouse writes: idempotent upserts, corrected bars, one-transaction rollback, source guard, ingest log."""
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 import pytest
 
+from warehouse import Warehouse
 from warehouse import ingest as wi
 from warehouse.db import query_pl, scalar
 from warehouse.upsert import upsert
@@ -104,8 +107,12 @@ def test_trading_calendar_from_reference_ticker(warehouse, small_market):
         wi.rebuild_trading_calendar(warehouse, "NOPE")
 
 
-def test_snapshot_is_published_after_write(warehouse, small_market):
+def test_snapshot_is_published_once_per_run_not_per_write(warehouse, small_market):
     wi.ingest_market(warehouse, small_market, run_id="r1")
+    wi.rebuild_trading_calendar(warehouse, "SPY")
+    assert not warehouse.snapshot_path.exists()  # two write sessions, nothing copied yet
+    assert warehouse.publish_if_written() is True
+    assert warehouse.publish_if_written() is False  # nothing written since
     con = warehouse.connect_snapshot()
     try:
         assert scalar(con, "SELECT count(*) FROM raw.bars") == small_market.bars.height
@@ -113,16 +120,24 @@ def test_snapshot_is_published_after_write(warehouse, small_market):
             con.execute("DELETE FROM raw.bars")  # read-only
     finally:
         con.close()
+    quiet = Warehouse(warehouse.path, publish_snapshot=False)
+    wi.rebuild_trading_calendar(quiet, "SPY")
+    assert quiet.publish_if_written() is False  # the caller publishes (regimeflow run: once at the end)
 
 
-def test_write_many_is_all_or_nothing(warehouse):
-    from warehouse.tables import fold_write, read_table, write_many
+def test_one_materialization_is_one_transaction(warehouse):
+    from warehouse.catalog import storage, write_asset
+    from warehouse.tables import read_table
 
-    a = pl.DataFrame({"strategy": ["x"], "value": [1.0]})
-    write_many(warehouse, [fold_write("eval.t1", a, "f1", ["strategy"]), fold_write("eval.t2", a, "f1", ["strategy"])])
-    dup = pl.DataFrame({"strategy": ["y", "y"], "value": [2.0, 3.0]})  # violates the primary key
+    store = storage(("eval", "fold"))
+    a = pl.DataFrame({"strategy": ["x"], "date": [date(2020, 1, 2)], "value": [1.0]})
+    m = pl.DataFrame({"strategy": ["x"], "cost_multiplier": [1.0], "value": [1.0]})
+    write_asset(warehouse, store, {"main": a, "allocations": a, "metrics": m}, fold="f1")
+    dup = pl.concat([a, a])  # violates the primary key of the second table written
     with pytest.raises(Exception):
-        write_many(warehouse, [fold_write("eval.t1", a.with_columns(pl.lit(9.0).alias("value")), "f1", ["strategy"]),
-                               fold_write("eval.t2", dup, "f1", ["strategy"])])
-    assert read_table(warehouse, "eval.t1")["value"].to_list() == [1.0]
-    assert read_table(warehouse, "eval.t2")["strategy"].to_list() == ["x"]
+        write_asset(warehouse, store, {"main": a.with_columns(pl.lit(9.0).alias("value")), "allocations": dup,
+                                       "metrics": m}, fold="f1")
+    assert read_table(warehouse, "eval.daily_returns")["value"].to_list() == [1.0]
+    assert read_table(warehouse, "eval.allocations")["strategy"].to_list() == ["x"]
+    write_asset(warehouse, store, {"main": a, "allocations": a, "metrics": m}, fold="f2")
+    assert sorted(read_table(warehouse, "eval.daily_returns")["fold"].to_list()) == ["f1", "f2"]

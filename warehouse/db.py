@@ -6,17 +6,18 @@ open the file. regimeflow therefore keeps two files:
 * the **primary** file (``regimeflow.duckdb``), used only by the pipeline. Pipeline processes
   serialise on an ``fcntl`` lock file next to it (exclusive for writes, shared for reads), so two
   Dagster steps never fight over DuckDB's own lock;
-* the **analyst snapshot** (``regimeflow_read.duckdb``), a copy published atomically
-  (copy to a temp file, then ``os.replace``) at the end of every write session. Analysts open it
-  read-only at any time, also while a run writes; an open connection keeps seeing the version it
-  opened, a new one sees the latest published state. A half-written state is never visible.
+* the **analyst snapshot** (``regimeflow_read.duckdb``), a copy published atomically (copy to a
+  temp file under the shared lock, so no write is in progress, then ``os.replace``) once per Dagster
+  run that wrote (the warehouse resource's teardown) or once at the end of ``regimeflow run``. Every
+  write session commits whole materializations, so any published state is a committed one. Analysts
+  open the snapshot read-only at any time, also while a run writes; an open connection keeps seeing
+  the version it opened, a new one sees the latest published state.
 """
 from __future__ import annotations
 
 import fcntl
 import logging
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +26,25 @@ from pathlib import Path
 
 import duckdb
 
+from ml.artifacts import atomic_copy
+
 log = logging.getLogger(__name__)
 
 SNAPSHOT_SUFFIX = "_read"
+#: Primary files this process committed writes to since their snapshot was last published.
+_UNPUBLISHED: set[Path] = set()
+_DEFERRED = [False]
+
+
+@contextmanager
+def deferred_publishing() -> Iterator[None]:
+    """Inside: :meth:`Warehouse.publish_if_written` does nothing, so a caller that runs several jobs in this
+    process (``regimeflow run``) publishes once at the end instead of once per run."""
+    _DEFERRED[0] = True
+    try:
+        yield
+    finally:
+        _DEFERRED[0] = False
 
 
 class WarehouseLockTimeout(TimeoutError):
@@ -93,22 +110,20 @@ class Warehouse:
 
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A write session on the primary file: exclusive lock, schema ensured, snapshot published on success.
+        """A write session on the primary file: exclusive lock, schema ensured, checkpointed on success.
+        The snapshot is published later (:meth:`publish_if_written`), not after every session.
 
         Callers open their own transactions (``BEGIN``/``COMMIT``) for multi-statement writes.
         """
         with self._lock(exclusive=True):
             con = duckdb.connect(str(self.path))
-            ok = False
             try:
                 con.execute(schema_sql())
                 yield con
                 con.execute("CHECKPOINT")
-                ok = True
             finally:
                 con.close()
-            if ok and self.publish:
-                self.publish_snapshot()
+            _UNPUBLISHED.add(self.path)
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -123,11 +138,21 @@ class Warehouse:
                 con.close()
 
     def publish_snapshot(self) -> Path:
-        """Copy the primary file to the analyst snapshot atomically (caller holds the write lock or no one writes)."""
-        tmp = self.snapshot_path.with_name(f".{self.snapshot_path.name}.{os.getpid()}.tmp")
-        shutil.copyfile(self.path, tmp)
-        os.replace(tmp, self.snapshot_path)
+        """Copy the primary file to the analyst snapshot atomically, under the shared lock (no write session
+        of any pipeline process is open, so the copy is a committed state). Must not be called inside
+        :meth:`write`."""
+        with self._lock(exclusive=False):
+            atomic_copy(self.path, self.snapshot_path)
+        _UNPUBLISHED.discard(self.path)
         return self.snapshot_path
+
+    def publish_if_written(self) -> bool:
+        """Publish the snapshot when this process committed a write since the last publish (and publishing
+        is on). Called once per run by the warehouse resource and at the end of ``regimeflow run``."""
+        if _DEFERRED[0] or self.path not in _UNPUBLISHED or not self.publish or not self.path.exists():
+            return False
+        self.publish_snapshot()
+        return True
 
     def snapshot_reader(self) -> Warehouse:
         """The analyst snapshot as a read-only :class:`Warehouse` (for sensors: never waits for a running
@@ -141,6 +166,11 @@ class Warehouse:
                 f"no analyst snapshot at {self.snapshot_path} yet: run the pipeline once (it publishes after every write)"
             )
         return duckdb.connect(str(self.snapshot_path), read_only=True)
+
+
+def quote_ident(name: str) -> str:
+    """A SQL identifier (column or table name) quoted for DuckDB: ``a"b`` -> ``"a""b"``."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def query_pl(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import polars as pl
 
 from ml.data.market import MarketData
-from warehouse.db import Warehouse, query_pl, scalar
+from warehouse.db import Warehouse, query_pl, quote_ident, scalar
 from warehouse.upsert import UpsertCounts, upsert
 
 REAL_SOURCES = {"csv", "yahoo"}
@@ -95,20 +95,17 @@ def log_rejected_batch(wh: Warehouse, run_id: str, source: str, description: str
 
 
 def rebuild_trading_calendar(wh: Warehouse, reference_ticker: str) -> int:
-    """Replace ``ref.trading_calendar`` with the dates observed for ``reference_ticker`` (one transaction)."""
-    with wh.write() as con:
-        n = scalar(con, "SELECT count(*) FROM raw.bars WHERE ticker = ?", [reference_ticker])
-        if n == 0:
-            raise ValueError(f"reference ticker {reference_ticker!r} has no bars in raw.bars; cannot build the calendar")
-        con.execute("BEGIN TRANSACTION")
-        con.execute("DELETE FROM ref.trading_calendar")
-        query_pl(con, """INSERT INTO ref.trading_calendar
-               SELECT date, (row_number() OVER (ORDER BY date) - 1)::INTEGER, ticker, source
-               FROM raw.bars WHERE ticker = ? ORDER BY date""",
-            [reference_ticker],
-        )
-        con.execute("COMMIT")
-    return int(n)
+    """Replace ``ref.trading_calendar`` with the dates observed for ``reference_ticker`` (one transaction;
+    what the ``ref/trading_calendar`` asset writes, for scripts and tests without Dagster)."""
+    from ml.data.market import trading_calendar_frame
+    from warehouse.catalog import storage, write_asset
+
+    with wh.read() as con:
+        bars = query_pl(con, "SELECT ticker, date, source FROM raw.bars WHERE ticker = ? ORDER BY date",
+                        [reference_ticker])
+    frame = trading_calendar_frame(bars, reference_ticker)
+    write_asset(wh, storage(("ref", "trading_calendar")), {"main": frame})
+    return frame.height
 
 
 def ticker_summary(wh: Warehouse) -> pl.DataFrame:
@@ -153,7 +150,7 @@ def table_counts(wh: Warehouse) -> dict[str, int]:
         tables = con.execute(
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
         ).fetchall()
-        return {f"{s}.{t}": scalar(con, f'SELECT count(*) FROM "{s}"."{t}"') for s, t in tables}
+        return {f"{s}.{t}": scalar(con, f"SELECT count(*) FROM {quote_ident(s)}.{quote_ident(t)}") for s, t in tables}
 
 
 def read_sectors(wh: Warehouse) -> pl.DataFrame:

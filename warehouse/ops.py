@@ -20,3 +20,14 @@ def record_run_failure(wh: Warehouse, run_id: str, job_name: str, partition_key:
 def read_run_failures(wh: Warehouse):
     with wh.read() as con:
         return query_pl(con, "SELECT * FROM ops.run_failures ORDER BY failed_at")
+
+
+def latest_drift_check(wh: Warehouse) -> dict | None:
+    """The newest ``ops.drift_checks`` row (written by the ``monitoring/drift`` asset), or None."""
+    from warehouse.db import table_exists
+
+    with wh.read() as con:
+        if not table_exists(con, "ops.drift_checks"):
+            return None
+        rows = query_pl(con, "SELECT * FROM ops.drift_checks ORDER BY evaluated_at DESC LIMIT 1")
+    return rows.row(0, named=True) if rows.height else None

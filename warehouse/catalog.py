@@ -1,0 +1,266 @@
+"""Where each asset's data lives in the warehouse, and the one transactional writer / reader behind the
+Dagster IO managers (``infra.io_managers``).
+
+An asset's value is one frame (its ``main`` table) or a mapping ``{part: frame}`` over the parts its
+:class:`AssetStorage` declares (e.g. the prescreen fold model writes ``scores``, ``summary``, ``metrics``
+and ``calibration``). :func:`write_asset` writes every part of one materialization in ONE write session
+and ONE transaction - a failure anywhere leaves every table as it was - and recreates the asset's
+analyst views afterwards. Fold-partitioned assets replace their fold's rows (a ``fold`` column is added).
+
+Write modes: ``replace`` (the fold's rows, or the whole table), ``upsert`` (by the natural key; rows that
+did not change are not rewritten; ``stamp`` sets a UTC timestamp on written rows), ``append`` (new keys
+only, strictly after every stored key: the decision log).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Literal
+
+import polars as pl
+
+from warehouse.db import Warehouse, query_pl, quote_ident, scalar, table_exists
+from warehouse.tables import ensure_table, insert_rows, replace_rows
+from warehouse.upsert import upsert
+
+WriteMode = Literal["replace", "upsert", "append"]
+MAIN = "main"
+
+
+class AppendOnlyViolation(ValueError):
+    """An append to an append-only table with a key on or before the newest stored one."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One warehouse table: name (``schema.table``), natural key (without ``fold``), comment, write mode."""
+
+    table: str
+    keys: tuple[str, ...]
+    comment: str
+    mode: WriteMode = "replace"
+    stamp: str | None = None
+
+
+@dataclass(frozen=True)
+class AssetStorage:
+    """The tables of one asset (``main`` first), whether it is fold-partitioned, and the SQL file of the
+    analyst views recreated after each write."""
+
+    parts: Mapping[str, TableSpec]
+    per_fold: bool = False
+    views: str | None = None
+
+    @property
+    def main(self) -> TableSpec:
+        return self.parts[MAIN]
+
+
+def _t(table: str, keys: Sequence[str], comment: str, mode: WriteMode = "replace", stamp: str | None = None) -> TableSpec:
+    return TableSpec(table, tuple(keys), comment, mode, stamp)
+
+
+ARTIFACTS = _t("models.artifacts", ("fold", "kind"),
+               "Model artifacts per fold and kind: path relative to the artifact root, SHA-256, metadata (JSON).",
+               mode="upsert")
+
+#: Asset key path -> storage. Keys are ``AssetKey.path`` tuples (see ``assets.keys``).
+CATALOG: dict[tuple[str, ...], AssetStorage] = {
+    ("raw", "bars"): AssetStorage({MAIN: _t("raw.bars", ("ticker", "date"), "Daily adjusted OHLCV.")}),
+    ("raw", "index_bars"): AssetStorage({MAIN: _t("raw.index_bars", ("symbol", "date"), "VIX, VIX3M levels.")}),
+    ("ref", "sectors"): AssetStorage({MAIN: _t("ref.sectors", ("ticker",), "GICS sector per ticker.")}),
+    ("ref", "trading_calendar"): AssetStorage({MAIN: _t(
+        "ref.trading_calendar", ("date",), "Trading days observed for the reference ETF; session = 0-based index.")}),
+    ("features", "registry"): AssetStorage({MAIN: _t(
+        "features.registry", ("name",),
+        "One row per column of features.daily: family, window, unit, description, warm-up rows.")}),
+    ("features", "daily"): AssetStorage({MAIN: _t(
+        "features.daily", ("ticker", "date"),
+        "Daily features per (ticker, date); see features.registry. Dated t = known at close t.",
+        mode="upsert", stamp="computed_at")}),
+    ("labels", "forward"): AssetStorage({MAIN: _t(
+        "labels.forward", ("ticker", "date"),
+        "Forward labels dated t describe t+1..t+h (h in the column name); never inputs at t.",
+        mode="upsert", stamp="computed_at")}),
+    ("ref", "folds"): AssetStorage({MAIN: _t(
+        "ref.folds", ("key",),
+        "Walk-forward folds: train [train_start, train_end], embargo sessions, test [test_start, test_end].",
+        mode="upsert", stamp="updated_at")}),
+    ("regimes", "vix"): AssetStorage({MAIN: _t(
+        "regimes.vix", ("date",), "VIX regimes per date: close (index points), 4-band regime, 5-bucket label.")}),
+    ("regimes", "sector_hmm"): AssetStorage({
+        MAIN: _t("regimes.sector_hmm", ("sector", "date"),
+                 "Forward-filtered P(state_t | obs_1..t) per fold, sector, date (causal; known at close t)."),
+        "summary": _t("regimes.sector_hmm_summary", ("sector",),
+                      "Per fold and sector: fit diagnostics; share of days over the test window."),
+        "states": _t("regimes.sector_hmm_states", ("sector", "state"),
+                     "Per fold, sector, state: duration 1/(1-p_ii) days, share of test days, state means/vols."),
+        "transitions": _t("regimes.sector_hmm_transitions", ("sector", "from_state", "to_state"),
+                          "Per fold and sector: HMM transition matrix."),
+    }, per_fold=True),
+    ("models", "prescreen"): AssetStorage({
+        MAIN: _t("models.prescreen_scores", ("ticker", "date"),
+                 "Test-window P(buy) / P(sell) per fold, ticker, date from the model of the day's VIX regime."),
+        "summary": _t("models.prescreen_summary", ("generation", "side", "regime"),
+                      "Per fold, generation and model slot: training size, base rate, hyper-parameters, CV AUC."),
+        "metrics": _t("eval.prescreen_metrics", ("side", "regime"),
+                      "Test-window ROC AUC, precision at top-k, Brier score per fold and model slot."),
+        "calibration": _t("eval.prescreen_calibration", ("side", "regime", "bin"),
+                          "Test-window calibration table (10 bins) per fold and model slot."),
+    }, per_fold=True),
+    ("models", "policy_ppo"): AssetStorage({
+        MAIN: _t("models.ppo_training", ("iteration",),
+                 "PPO training curve per fold and iteration: env steps/s, reward, entropy, approx KL, losses."),
+    }, per_fold=True),
+    ("eval", "fold"): AssetStorage({
+        MAIN: _t("eval.daily_returns", ("strategy", "date"),
+                 "Test-window daily returns per fold and strategy (earned close t-1 -> close t, net of costs)."),
+        "allocations": _t("eval.allocations", ("strategy", "date"),
+                          "Weights held on each earned day (decided at the previous close) and the VIX at that close."),
+        "metrics": _t("eval.fold_metrics", ("strategy", "cost_multiplier"),
+                      "Test-window metrics per fold, strategy and cost multiplier (risk_free states the rate)."),
+    }, per_fold=True),
+    ("eval", "walk_forward"): AssetStorage({
+        MAIN: _t("eval.walk_forward_daily", ("strategy", "date"),
+                 "Stitched out-of-sample track of the default yearly folds, per strategy and day."),
+        "metrics": _t("eval.walk_forward_metrics", ("strategy", "cost_multiplier"),
+                      "Walk-forward track metrics per strategy and cost multiplier."),
+    }, views="views.sql"),
+    ("regimes", "sector_hmm_live"): AssetStorage({MAIN: _t(
+        "regimes.sector_hmm_live", ("sector", "date"),
+        "Sector HMM probabilities up to the newest bar from the deployed fold's HMMs (causal).")}),
+    ("decisions", "daily"): AssetStorage({MAIN: _t(
+        "decisions.daily", ("decision_date",), "Append-only audit log of the daily decisions.", mode="append")},
+        views="decision_views.sql"),
+    ("monitoring", "drift"): AssetStorage({MAIN: _t(
+        "ops.drift_checks", ("evaluated_at",),
+        "One row per drift / decay evaluation of the deployed fold: statistics, thresholds, what fired.",
+        mode="append")}),
+}
+
+
+def storage(asset_path: Sequence[str]) -> AssetStorage:
+    try:
+        return CATALOG[tuple(asset_path)]
+    except KeyError:
+        raise KeyError(f"asset {'/'.join(asset_path)} has no warehouse storage in warehouse.catalog.CATALOG") from None
+
+
+def as_parts(value: pl.DataFrame | Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """An asset value as ``{part: frame}`` (a single frame is the ``main`` part)."""
+    return {MAIN: value} if isinstance(value, pl.DataFrame) else dict(value)
+
+
+def _with_fold(frame: pl.DataFrame, fold: str | None) -> pl.DataFrame:
+    return frame if fold is None else frame.select(pl.lit(fold).alias("fold"), pl.exclude("fold"))
+
+
+def _append(con, spec: TableSpec, frame: pl.DataFrame) -> int:
+    keys = list(spec.keys)
+    if frame.select(keys).is_duplicated().any():
+        raise AppendOnlyViolation(f"{spec.table} is append-only: duplicate {keys} in the batch")
+    newest = scalar(con, f"SELECT max({quote_ident(keys[0])}) FROM {spec.table}")
+    first = frame.get_column(keys[0]).min()
+    if newest is not None and first <= newest:
+        raise AppendOnlyViolation(f"{spec.table} is append-only: the batch starts {first}, the table ends {newest}")
+    return insert_rows(con, spec.table, frame)
+
+
+@dataclass(frozen=True)
+class WriteCounts:
+    """Per part: rows in the batch, inserted, updated (upsert; replace/append count every row as inserted)."""
+
+    counts: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, int]:
+        out = {}
+        for part, (rows, ins, upd) in self.counts.items():
+            pre = "" if part == MAIN else f"{part}_"
+            out |= {f"{pre}rows_written": rows, f"{pre}rows_inserted": ins, f"{pre}rows_updated": upd}
+        return out
+
+
+def write_asset(wh: Warehouse, store: AssetStorage, parts: Mapping[str, pl.DataFrame], fold: str | None = None,
+                extra: Sequence[tuple[TableSpec, pl.DataFrame]] = ()) -> WriteCounts:
+    """Write one materialization: every part (and ``extra`` tables, e.g. the artifact record) in one
+    transaction, then the asset's views. ``fold``: the partition of a per-fold asset (its rows are replaced)."""
+    unknown = set(parts) - set(store.parts)
+    if unknown:
+        raise KeyError(f"parts {sorted(unknown)} are not declared for this asset (have {sorted(store.parts)})")
+    if store.per_fold and fold is None:
+        raise ValueError("a per-fold asset needs its fold partition key")
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    per_fold = store.per_fold
+    # an empty upsert / append is a no-op (an empty replace clears: it is written)
+    parts = {p: f for p, f in parts.items() if f.height or store.parts[p].mode == "replace"}
+    if not parts and not extra:
+        return WriteCounts({})
+    # (part name, spec, frame, key columns); parts of a per-fold asset are keyed by fold first
+    writes = [(p, store.parts[p], _with_fold(f, fold if per_fold else None),
+               (["fold"] if per_fold else []) + list(store.parts[p].keys)) for p, f in parts.items()]
+    writes += [(spec.table, spec, frame, list(spec.keys)) for spec, frame in extra]
+    counts: dict[str, tuple[int, int, int]] = {}
+    with wh.write() as con:
+        for _, spec, frame, keys in writes:  # DDL outside the transaction
+            schema = dict(frame.schema) | ({spec.stamp: pl.Datetime("us")} if spec.stamp else {})
+            ensure_table(con, spec.table, schema, keys, spec.comment)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name, spec, frame, keys in writes:
+                if spec.mode == "upsert":
+                    c = upsert(con, spec.table, frame, keys, stamp_column=spec.stamp)
+                    counts[name] = (c.rows_in, c.inserted, c.updated)
+                elif spec.mode == "append":
+                    counts[name] = (_append(con, spec, frame), frame.height, 0)
+                else:
+                    where, params = ("fold = ?", [fold]) if per_fold and "fold" in keys else ("", None)
+                    if spec.stamp:
+                        frame = frame.with_columns(pl.lit(now).alias(spec.stamp))
+                    counts[name] = (replace_rows(con, spec.table, frame, where, params), frame.height, 0)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if store.views:
+            con.execute(resources.files("warehouse").joinpath(store.views).read_text())
+    return WriteCounts(counts)
+
+
+def read_asset(wh: Warehouse, store: AssetStorage, part: str = MAIN, *, folds: Sequence[str] | None = None,
+               tickers: Sequence[str] | None = None, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """Rows of one part: only ``folds`` (per-fold assets), only ``tickers`` (tables with a ``ticker`` column),
+    only ``columns`` (the keys are always kept). An empty frame when the table does not exist yet."""
+    spec = store.parts[part]
+    with wh.read() as con:
+        if not table_exists(con, spec.table):
+            return pl.DataFrame()
+        where, params = [], []
+        if folds is not None and store.per_fold:
+            where.append("fold IN (SELECT unnest(?))")
+            params.append(list(folds))
+        if tickers is not None:
+            where.append("ticker IN (SELECT unnest(?))")
+            params.append(list(tickers))
+        cols = "*"
+        if columns is not None:
+            keep = list(dict.fromkeys([*(["fold"] if store.per_fold else []), *spec.keys, *columns]))
+            cols = ", ".join(quote_ident(c) for c in keep)
+        order = ", ".join(quote_ident(k) for k in (["fold"] if store.per_fold else []) + list(spec.keys))
+        sql = f"SELECT {cols} FROM {spec.table} {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY {order}"
+        return query_pl(con, sql, params or None)
+
+
+_ARTIFACT_STORE = AssetStorage({MAIN: ARTIFACTS})
+
+
+def artifact_records(wh: Warehouse, kind: str, folds: Sequence[str] | None = None) -> pl.DataFrame:
+    """``models.artifacts`` rows of ``kind`` (``fold, kind, path, sha256, meta, created_at``), only ``folds``
+    when given; ``path`` is relative to the artifact root."""
+    rows = read_asset(wh, _ARTIFACT_STORE)
+    if rows.is_empty():
+        return pl.DataFrame(schema={"fold": pl.Utf8, "kind": pl.Utf8, "path": pl.Utf8, "sha256": pl.Utf8,
+                                    "meta": pl.Utf8, "created_at": pl.Datetime("us")})
+    rows = rows.filter(pl.col("kind") == kind)
+    return rows if folds is None else rows.filter(pl.col("fold").is_in(list(folds)))
