@@ -27,6 +27,18 @@ class IngestConfig(dg.Config):
                                   "ingest to catch revised bars.")
 
 
+def _every(log, n: int):
+    """A progress callback that logs the 1st, (n+1)th, … message (every event is stored by Dagster)."""
+    count = [0]
+
+    def progress(message: str) -> None:
+        if count[0] % n == 0:
+            log(f"{message} ({count[0] + 1} loaded)")
+        count[0] += 1
+
+    return progress
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(RAW_BARS, group_name=GROUP, kinds={"duckdb"},
@@ -61,7 +73,7 @@ def market_data(context: dg.AssetExecutionContext, config: IngestConfig, market:
         if source.source_kind == "yahoo":  # download only the window (tickers not stored yet need mode=full)
             universe = universe.model_copy(update={"history_start": extent.window_start})
     try:
-        data = source.load(universe, on_progress=context.log.debug if incremental else context.log.info)
+        data = source.load(universe, on_progress=_every(context.log.debug if incremental else context.log.info, 20))
     except DataSourceError as exc:
         wi.log_rejected_batch(wh, context.run.run_id, source.source_kind, source.describe(), str(exc))
         raise dg.Failure(description=f"input rejected, nothing written:\n{exc}") from exc

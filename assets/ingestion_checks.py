@@ -8,16 +8,18 @@ the same run. Warn-severity rules (e.g. daily |return| > 50%) are reported, not 
 from datetime import date
 
 import dagster as dg
+import polars as pl
 
 from assets.keys import RAW_BARS, RAW_INDEX_BARS
-from infra.resources import MarketDataResource, WarehouseResource
-from warehouse import ingest as wi
+from infra.resources import MarketDataResource
+from ml.data.market import BARS_SCHEMA, INDEX_BARS_SCHEMA
 from warehouse import quality
 
 
-def _specs(asset_key: dg.AssetKey, rules) -> list[dg.AssetCheckSpec]:
+def _specs(asset_key: dg.AssetKey, rules, deps: tuple[dg.AssetKey, ...] = ()) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(name, asset=asset_key, blocking=(severity == "error"), description=description)
+        dg.AssetCheckSpec(name, asset=asset_key, blocking=(severity == "error"), description=description,
+                          additional_deps=list(deps))
         for name, severity, description in rules
     ]
 
@@ -50,27 +52,26 @@ def _range(market: MarketDataResource) -> "tuple[date | None, date | None]":
     return u.history_start, u.history_end
 
 
-@dg.multi_asset_check(specs=_specs(RAW_BARS, quality.BARS_RULES), name="bars_quality", can_subset=False)
-def bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResource, warehouse: WarehouseResource):
+@dg.multi_asset_check(specs=_specs(RAW_BARS, quality.BARS_RULES), name="bars_quality", can_subset=False,
+                      ins={"bars": dg.AssetIn(RAW_BARS)})
+def bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResource, bars: pl.DataFrame):
     """Validate every stored bar; the reference calendar is the reference ticker's observed dates."""
-    wh = warehouse.get()
-    bars = wi.read_bars(wh)
-    calendar = bars.filter(bars["ticker"] == market.calendar_ticker)["date"]
+    calendar = bars.filter(pl.col("ticker") == market.calendar_ticker)["date"]
     start, end = _range(market)
-    report = quality.validate_bars(bars, calendar, history_start=start, history_end=end,
+    report = quality.validate_bars(bars.select(list(BARS_SCHEMA)), calendar, history_start=start, history_end=end,
                                    waivers=quality.load_known_anomalies())
     context.log.info(report.summary_line())
     yield from _results(RAW_BARS, report, context.log)
 
 
-@dg.multi_asset_check(specs=_specs(RAW_INDEX_BARS, quality.INDEX_RULES), name="index_bars_quality", can_subset=False)
+@dg.multi_asset_check(specs=_specs(RAW_INDEX_BARS, quality.INDEX_RULES, (RAW_BARS,)), name="index_bars_quality", can_subset=False,
+                      ins={"index_bars": dg.AssetIn(RAW_INDEX_BARS), "bars": dg.AssetIn(RAW_BARS)})
 def index_bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResource,
-                       warehouse: WarehouseResource):
+                       index_bars: pl.DataFrame, bars: pl.DataFrame):
     """Validate VIX / VIX3M levels against the reference calendar."""
-    wh = warehouse.get()
-    bars = wi.read_bars(wh)
-    calendar = bars.filter(bars["ticker"] == market.calendar_ticker)["date"]
+    calendar = bars.filter(pl.col("ticker") == market.calendar_ticker)["date"]
     start, end = _range(market)
-    report = quality.validate_index_bars(wi.read_index_bars(wh), calendar, history_start=start, history_end=end)
+    report = quality.validate_index_bars(index_bars.select(list(INDEX_BARS_SCHEMA)), calendar,
+                                         history_start=start, history_end=end)
     context.log.info(report.summary_line())
     yield from _results(RAW_INDEX_BARS, report, context.log)

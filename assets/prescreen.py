@@ -6,7 +6,7 @@ from assets._metadata import md_table
 from assets.keys import FEATURES_DAILY, LABELS_FORWARD, MODELS_PRESCREEN, RAW_BARS, RAW_INDEX_BARS, REF_FOLDS, REGIMES_VIX
 from infra.io_managers import FoldModel, LoadedModel
 from infra.partitions import folds_partitions
-from infra.resources import FeatureStoreResource, PrescreenResource, RegimeResource
+from infra.resources import FeatureStoreResource, PolicyResource, PrescreenResource, RegimeResource
 from ml.data.universe import ALLOCATION_ASSETS
 from ml.features import compute_features
 from ml.folds import fold_from_frame
@@ -14,19 +14,25 @@ from ml.lookahead import check_lookahead
 from ml.prescreen import evaluate_prescreen, score_prescreen, train_prescreen
 from ml.regimes.vix import vix_regimes
 
+CAUSAL_GENERATIONS = 3  # train-window blocks when a policy observes the scores (g1, g2 score 2/3 of the window)
+
 
 @dg.asset(key=MODELS_PRESCREEN, partitions_def=folds_partitions, group_name="prescreen",
           kinds={"scikitlearn", "duckdb"}, io_manager_key="model_io_manager",
           ins={"features": dg.AssetIn(FEATURES_DAILY), "labels": dg.AssetIn(LABELS_FORWARD),
                "vix": dg.AssetIn(REGIMES_VIX), "folds": dg.AssetIn(REF_FOLDS)})
-def prescreen_models(context: dg.AssetExecutionContext, prescreen: PrescreenResource, features: pl.DataFrame,
-                     labels: pl.DataFrame, vix: pl.DataFrame, folds: pl.DataFrame) -> FoldModel:
+def prescreen_models(context: dg.AssetExecutionContext, prescreen: PrescreenResource, policy: PolicyResource,
+                     features: pl.DataFrame, labels: pl.DataFrame, vix: pl.DataFrame, folds: pl.DataFrame) -> FoldModel:
     """Six models = {buy, sell} × {low, moderate, high} VIX regime (extreme folds into high), each an
-    RF + HGB ensemble tuned by purged k-fold CV inside the train window, in causal generations (a score
-    dated t comes from models whose labels all ended before t). Test-window scores, AUC / precision@k /
-    Brier / calibration go to the warehouse; the models to the fold's ``prescreen`` artifact."""
+    RF + HGB ensemble tuned by purged k-fold CV inside the train window; in causal generations (a score
+    dated t comes from models whose labels all ended before t) when a policy observes the scores.
+    Test-window scores, AUC / precision@k / Brier / calibration go to the warehouse; the models to the
+    fold's ``prescreen`` artifact."""
     fold = fold_from_frame(folds, context.partition_key)
     cfg = prescreen.config()
+    if policy.env_config().observation.prescreen and cfg.generations < 2:  # the policy needs train-window scores
+        cfg = cfg.model_copy(update={"generations": CAUSAL_GENERATIONS})
+        context.log.info(f"the configured policy observes prescreen scores: {CAUSAL_GENERATIONS} causal generations")
     features = features.filter(pl.col("date") <= fold.test_end).drop("source", "computed_at", strict=False)
     labels = labels.filter(pl.col("date") <= fold.test_end).drop("source", "computed_at", strict=False)
     context.log.info(f"fold {fold.key}: training prescreen models on {fold.train_start}..{fold.train_end}")
@@ -77,5 +83,5 @@ def prescreen_scores_no_lookahead(context: dg.AssetCheckExecutionContext, featur
     context.log.info(report.summary())
     return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
         "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,
-        "tickers": list(ALLOCATION_ASSETS), "cutoffs": [d.isoformat() for d in report.cutoffs],
+        "fold": fold.key, "tickers": list(ALLOCATION_ASSETS), "cutoffs": [d.isoformat() for d in report.cutoffs],
         "elapsed_s": round(report.elapsed_s, 2)})

@@ -66,10 +66,11 @@ def sector_hmm(context: dg.AssetExecutionContext, regimes: RegimeResource, bars:
     skipped = sorted(set(obs["sector"]) - set(hmms.fitted))
     for sector in skipped:
         context.log.warning(f"sector {sector}: too few train observations before {fold.train_end}, no HMM")
-    for sector, f in hmms.fitted.items():
-        level = context.log.info if f.converged else context.log.warning
-        level(f"sector {sector}: log-likelihood {f.log_likelihood:.1f}, converged={f.converged} "
-              f"({sum(f.restart_converged)}/{len(f.restart_converged)} restarts converged)")
+    context.log.info("log-likelihoods (restarts converged): " + ", ".join(
+        f"{s} {f.log_likelihood:.0f} ({sum(f.restart_converged)}/{len(f.restart_converged)})"
+        for s, f in hmms.fitted.items()))
+    for sector in (s for s, f in hmms.fitted.items() if not f.converged):
+        context.log.warning(f"sector {sector}: the kept EM restart did not converge")
     probs = sector_filtered_probabilities(hmms.fitted, obs).filter(pl.col("date") >= fold.train_start)
     report = hmm_report_frames(hmms.fitted, probs, (fold.test_start, fold.test_end))
     tables = {"main": probs}
@@ -108,7 +109,8 @@ def sector_hmm_no_lookahead(context: dg.AssetCheckExecutionContext, features: Fe
     context.log.info(report.summary())
     return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
         "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,
-        "cutoffs": [d.isoformat() for d in report.cutoffs], "elapsed_s": round(report.elapsed_s, 2)})
+        "fold": fold.key, "cutoffs": [d.isoformat() for d in report.cutoffs],
+        "elapsed_s": round(report.elapsed_s, 2)})
 
 
 @dg.asset(key=REGIMES_SECTOR_HMM_LIVE, group_name=GROUP, kinds={"duckdb"}, automation_condition=eager_when_checks_pass(),

@@ -108,8 +108,12 @@ def _load_frames(wh, key: dg.AssetKey, context: dg.InputContext, folds: Sequence
 
 
 def _partition_folds(context) -> list[str] | None:
-    """The upstream fold partitions a partitioned step reads (its own fold); None = every fold."""
-    return list(context.asset_partition_keys) if context.has_asset_partitions and context.has_partition_key else None
+    """The fold partitions a step of a per-fold run reads: its own fold (an asset check on a per-fold asset
+    is handed every key, so its run's partition decides); None in an unpartitioned run = every fold."""
+    if not (context.has_asset_partitions and context.has_partition_key):
+        return None
+    keys = list(context.asset_partition_keys)
+    return keys if len(keys) == 1 else [context.partition_key]
 
 
 class _WarehouseStore(dg.IOManager):

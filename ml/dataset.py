@@ -226,6 +226,10 @@ def policy_panel(
     if spec.prescreen:
         if prescreen is None or vix_regimes is None:
             raise ValueError("observation spec prescreen=True needs the fold's prescreen models and the VIX regimes")
+        if len(prescreen.generations) < 2:
+            raise ValueError("observation spec prescreen=True needs causal train-window scores: the fold's prescreen "
+                             "models have a single generation (train window unscored); materialize models/prescreen "
+                             "with generations >= 2 (it uses 3 when resources.policy observes prescreen scores)")
         from ml.prescreen import score_prescreen
 
         scores = score_prescreen(prescreen, features.filter(pl.col("ticker").is_in(list(assets))), vix_regimes)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from orchestration.profiles import PROFILE_NAMES
 
@@ -66,18 +68,69 @@ def _print_folds(results: list) -> None:
         print(f"  {key:<16} {'ok' if res.success else 'FAILED':<7} {secs:7.1f} s")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    if args.source:
-        os.environ["REGIMEFLOW_SOURCE"] = args.source
-    if args.data_dir:
-        os.environ["REGIMEFLOW_DATA_DIR"] = args.data_dir
+@dataclass
+class _MainRuns:
+    """The runs of one ``regimeflow run``: the first job, its failed blocking checks, every fold run
+    ``(key, result, seconds)``, the walk-forward report and the decision (None when not reached)."""
+
+    first: Any
+    blocked: list = field(default_factory=list)
+    folds: list = field(default_factory=list)
+    report: Any = None
+    decide: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return (self.first.success and not self.blocked and all(r.success for _, r, _ in self.folds)
+                and all(r is None or r.success for r in (self.report, self.decide)))
+
+
+def _run_main_job(args: argparse.Namespace, run_config: dict, instance) -> _MainRuns | int:
+    """``args.job`` (default ``prepare``), then - after prepare, unless a blocking check failed - the fold
+    job for every wanted fold partition, the report and the decision. An int is an exit code (bad folds)."""
     import time
 
     import dagster as dg
 
     from infra.partitions import FOLDS
-    from infra.resources import WarehouseResource
     from orchestration.definitions import defs
+
+    def execute(job: str, **kwargs):
+        return defs.resolve_job_def(job).execute_in_process(run_config=run_config, instance=instance,
+                                                            raise_on_error=False, **kwargs)
+
+    runs = _MainRuns(execute(args.job))
+    runs.blocked = [e for e in runs.first.get_asset_check_evaluations()
+                    if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    for e in runs.blocked:
+        print(f"blocking check failed: {e.asset_key.to_user_string()}:{e.check_name}; per-fold runs skipped",
+              file=sys.stderr)
+    if not (runs.first.success and not runs.blocked and args.job == "prepare" and args.folds != "none"):
+        return runs
+    known = instance.get_dynamic_partitions(FOLDS)
+    wanted = known if args.folds == "all" else [k for k in args.folds.split(",") if k]
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        print(f"unknown fold(s) {unknown}; known: {known}", file=sys.stderr)
+        return 2
+    for i, key in enumerate(wanted, 1):
+        print(f"--- fold {key} ({i}/{len(wanted)}) ---", flush=True)
+        t0 = time.perf_counter()
+        runs.folds.append((key, execute("fold", partition_key=key), time.perf_counter() - t0))
+    if any(r.success for _, r, _ in runs.folds):
+        print("--- walk-forward report ---", flush=True)
+        runs.report = execute("report")
+        print("--- daily decision (newest fold) ---", flush=True)
+        runs.decide = execute("decide")
+    return runs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.source:
+        os.environ["REGIMEFLOW_SOURCE"] = args.source
+    if args.data_dir:
+        os.environ["REGIMEFLOW_DATA_DIR"] = args.data_dir
+    from infra.resources import WarehouseResource
     from orchestration.profiles import load_profile, merge_run_config
     from warehouse.db import deferred_publishing
 
@@ -92,50 +145,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                                   {"loggers": {"console": {"config": {"log_level": args.log_level}}}})
     try:
         with deferred_publishing():
-            result = defs.resolve_job_def(args.job).execute_in_process(
-                run_config=run_config, instance=instance, raise_on_error=False)
-            fold_results = []
-            blocked = [e for e in result.get_asset_check_evaluations()
-                       if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
-            for e in blocked:
-                print(f"blocking check failed: {e.asset_key.to_user_string()}:{e.check_name}; per-fold runs skipped",
-                      file=sys.stderr)
-            if result.success and not blocked and args.job == "prepare" and args.folds != "none":
-                known = instance.get_dynamic_partitions(FOLDS)
-                wanted = known if args.folds == "all" else [k for k in args.folds.split(",") if k]
-                unknown = sorted(set(wanted) - set(known))
-                if unknown:
-                    print(f"unknown fold(s) {unknown}; known: {known}", file=sys.stderr)
-                    return 2
-                fold_job = defs.resolve_job_def("fold")
-                for i, key in enumerate(wanted, 1):
-                    print(f"--- fold {key} ({i}/{len(wanted)}) ---", flush=True)
-                    t0 = time.perf_counter()
-                    res = fold_job.execute_in_process(run_config=run_config, instance=instance, partition_key=key,
-                                                      raise_on_error=False)
-                    fold_results.append((key, res, time.perf_counter() - t0))
-            report = decide = None
-            if fold_results and any(r.success for _, r, _ in fold_results):
-                print("--- walk-forward report ---", flush=True)
-                report = defs.resolve_job_def("report").execute_in_process(
-                    run_config=run_config, instance=instance, raise_on_error=False)
-                print("--- daily decision (newest fold) ---", flush=True)
-                decide = defs.resolve_job_def("decide").execute_in_process(
-                    run_config=run_config, instance=instance, raise_on_error=False)
-    finally:  # one publish for the whole main job (not one per run)
+            runs = _run_main_job(args, run_config, instance)
+    finally:
         if wh.path.exists():
             wh.publish_snapshot()
-    _print_summary(wh, result, args.profile)
-    _print_folds(fold_results)
-    if report is not None:
+    if isinstance(runs, int):
+        return runs
+    _print_summary(wh, runs.first, args.profile)
+    _print_folds(runs.folds)
+    if runs.report is not None:
         path = WarehouseResource().report_dir() / "walk_forward.html"
-        print(f"walk-forward report: {'ok' if report.success else 'FAILED'}  {path if report.success else ''}")
+        print(f"walk-forward report: {'ok' if runs.report.success else 'FAILED'}  {path if runs.report.success else ''}")
         print(f"fold reports:        {path.parent}/fold_<key>.html")
-    if decide is not None:
-        _print_latest_decision(wh, decide.success)
-    ok = (result.success and not blocked and all(r.success for _, r, _ in fold_results)
-          and (report is None or report.success) and (decide is None or decide.success))
-    return 0 if ok else 1
+    if runs.decide is not None:
+        _print_latest_decision(wh, runs.decide.success)
+    return 0 if runs.ok else 1
 
 
 def _print_latest_decision(wh, success: bool) -> None:

@@ -79,6 +79,10 @@ def test_two_folds_materialize_and_fit_only_on_train(pipeline):
     resources, _, _, results = pipeline
     assert all(r.success for r in results.values())
     wh = resources["warehouse"].get()
+    for key, result in results.items():  # the fold outputs' look-ahead checks ran on their own fold
+        checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        for name in ("sector_hmm_no_lookahead", "prescreen_scores_no_lookahead"):
+            assert checks[name].passed and checks[name].metadata["fold"].value == key, (key, name)
     for key in ("2013", "2014"):
         fold = read_fold(wh, key)
         hmm = read_table(wh, "regimes.sector_hmm", "WHERE fold = ?", [key])

@@ -1,5 +1,6 @@
 """The asset graph carries the data: every model input arrives by lineage, and every stage's asset runs by
 direct invocation on in-memory inputs (no warehouse table read by name)."""
+import dataclasses
 from datetime import date
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from infra.resources import (
 from ml.agents.ppo import PPOPolicy
 from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
+from ml.dataset import OBSERVATION_VARIANTS, policy_panel
 from ml.labels import compute_labels
 from orchestration.definitions import defs
 from warehouse.catalog import CATALOG
@@ -109,12 +111,16 @@ def test_every_stage_runs_by_direct_invocation_on_in_memory_inputs(inputs, tmp_p
     hmm = regimes.sector_hmm(ctx, regimes=RegimeResource(hmm_restarts=1), bars=bars, sectors=sectors,
                              folds=fold_frame)
     assert isinstance(hmm, FoldModel) and set(hmm.model.fitted) and {"main", "summary"} <= set(hmm.tables)
-    models = prescreen.prescreen_models(ctx, prescreen=PrescreenResource(cv_splits=2, n_jobs=1, generations=2),
+    policy_res = PolicyResource(total_steps=4096, num_envs=16, episode_length=128, observation="all")
+    models = prescreen.prescreen_models(ctx, prescreen=PrescreenResource(cv_splits=2, n_jobs=1), policy=policy_res,
                                         features=feats, labels=labels, vix=vix, folds=fold_frame)
+    assert [g.name for g in models.model.generations] == ["g1", "g2", "final"]  # the policy observes the scores
+    final_only = dataclasses.replace(models.model, generations=models.model.generations[-1:])
+    with pytest.raises(ValueError, match="causal train-window scores"):
+        policy_panel(feats, OBSERVATION_VARIANTS["prescreen"], prescreen=final_only, vix_regimes=vix)
     assert models.tables["main"]["date"].min().year == 2014  # test-window scores
     loaded_prescreen = LoadedModel(models.model, "2014", "2014/prescreen.joblib", "-", {})
 
-    policy_res = PolicyResource(total_steps=4096, num_envs=16, episode_length=128, observation="all")
     panel_inputs = {"features": feats, "vix": vix, "folds": fold_frame,
                     "sector_probabilities": hmm.tables["main"], "prescreen": loaded_prescreen}
     trained = policies.policy_ppo(ctx, policy=policy_res, **panel_inputs)

@@ -205,10 +205,15 @@ def write_asset(wh: Warehouse, store: AssetStorage, parts: Mapping[str, pl.DataF
     with wh.write() as con:
         for _, spec, frame, keys in writes:  # DDL outside the transaction
             schema = dict(frame.schema) | ({spec.stamp: pl.Datetime("us")} if spec.stamp else {})
-            ensure_table(con, spec.table, schema, keys, spec.comment)
+            # only upserts need DuckDB's key index; replace / append check their keys here (an index is
+            # rewritten whole at every checkpoint: per-fold tables would rewrite it at every fold write)
+            ensure_table(con, spec.table, schema, keys, spec.comment, primary_key=spec.mode == "upsert")
         con.execute("BEGIN TRANSACTION")
         try:
             for name, spec, frame, keys in writes:
+                if spec.mode != "upsert" and frame.select(keys).is_duplicated().any():
+                    dup = frame.filter(frame.select(keys).is_duplicated()).select(keys).row(0)
+                    raise ValueError(f"duplicate key {dict(zip(keys, dup))} in the batch for {spec.table}")
                 if spec.mode == "upsert":
                     c = upsert(con, spec.table, frame, keys, stamp_column=spec.stamp)
                     counts[name] = (c.rows_in, c.inserted, c.updated)

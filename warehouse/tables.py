@@ -37,13 +37,14 @@ def duck_type(dtype: pl.DataType) -> str:
 
 
 def ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: dict[str, pl.DataType], keys: list[str],
-                 comment: str | None = None) -> None:
-    """Create ``table`` (``schema.name``) with primary key ``keys``, or add the columns it lacks."""
+                 comment: str | None = None, primary_key: bool = True) -> None:
+    """Create ``table`` (``schema.name``; ``keys`` NOT NULL, and its primary key unless ``primary_key`` is
+    false), or add the columns it lacks."""
     schema_name = table.split(".")[0]
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
     if not table_exists(con, table):
         cols = ", ".join(f"{_q(c)} {duck_type(t)}{' NOT NULL' if c in keys else ''}" for c, t in schema.items())
-        pk = f", PRIMARY KEY ({', '.join(_q(k) for k in keys)})" if keys else ""
+        pk = f", PRIMARY KEY ({', '.join(_q(k) for k in keys)})" if keys and primary_key else ""
         con.execute(f"CREATE TABLE {table} ({cols}{pk})")
     existing = {r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()}
     for c, t in schema.items():

@@ -85,8 +85,10 @@ class PrescreenConfig(BaseModel):
     rf_grid: tuple[dict[str, Any], ...] = DEFAULT_RF_GRID
     hgb_grid: tuple[dict[str, Any], ...] = DEFAULT_HGB_GRID
     n_jobs: int = Field(default=2, ge=1)  # worker processes across slots (of all generations)
-    # forward generations: the train window is split into this many date blocks; see the module docstring
-    generations: int = Field(default=3, ge=1)
+    # forward generations: the train window is split into this many date blocks; see the module docstring.
+    # 1 = only the final models (train window unscored); a policy that observes the scores needs >= 2 (the
+    # prescreen asset uses 3 then)
+    generations: int = Field(default=1, ge=1)
     min_rows: int = Field(default=200, ge=1)
     min_class_count: int = Field(default=20, ge=1)
     seed: int = 0

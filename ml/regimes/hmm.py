@@ -451,6 +451,8 @@ def _filter_batch(log_pi: np.ndarray, log_a: np.ndarray, log_b: np.ndarray, ok: 
     Shapes: log_pi S×K, log_a S×K×K, log_b S×T×K, ok S×T. Returns S×T×K probabilities.
     """
     s_len, t_len, k = log_b.shape
+    if t_len == 0:  # no observation yet (e.g. history truncated before a sector's first bar)
+        return np.zeros((s_len, 0, k))
     start = np.where(ok.any(axis=1), ok.argmax(axis=1), t_len)
     out = np.full((s_len, t_len, k), np.nan)
     prev = np.full((s_len, k), -np.inf)
