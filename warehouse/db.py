@@ -139,23 +139,32 @@ class Warehouse:
             finally:
                 con.close()
 
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the primary file (caller holds the writers' lock)."""
+        con = duckdb.connect(str(self.path))
+        try:
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
     def publish_snapshot(self) -> Path:
-        """Checkpoint the primary file (folding the WAL in) and copy it to the analyst snapshot atomically,
-        under the writers' lock: the copy is the last committed state. Not inside :meth:`write`."""
+        """Checkpoint the primary file and copy it to the analyst snapshot atomically, under the writers'
+        lock: the copy is the last committed state. Not inside :meth:`write`."""
         with self._lock(exclusive=True):
-            con = duckdb.connect(str(self.path))
-            try:
-                con.execute("CHECKPOINT")
-            finally:
-                con.close()
+            self._checkpoint()
             atomic_copy(self.path, self.snapshot_path)
         _UNPUBLISHED.discard(self.path)
         return self.snapshot_path
 
     def publish_if_written(self) -> bool:
-        """Publish the snapshot when this process committed a write since the last publish (and publishing
-        is on). Called once per run by the warehouse resource and at the end of ``regimeflow run``."""
-        if _DEFERRED[0] or self.path not in _UNPUBLISHED or not self.publish or not self.path.exists():
+        """At the end of a run: when this process committed a write since the last publish, publish the
+        snapshot - or, when publishing is off or deferred (``regimeflow run`` publishes once at its end),
+        only checkpoint, so the WAL never spans more than one run. True when a snapshot was published."""
+        if self.path not in _UNPUBLISHED or not self.path.exists():
+            return False
+        if _DEFERRED[0] or not self.publish:
+            with self._lock(exclusive=True):
+                self._checkpoint()
             return False
         self.publish_snapshot()
         return True
