@@ -134,11 +134,6 @@ def read_bars(wh: Warehouse, tickers: list[str] | None = None) -> pl.DataFrame:
                         f"{where} ORDER BY ticker, date", params)
 
 
-def read_index_bars(wh: Warehouse) -> pl.DataFrame:
-    with wh.read() as con:
-        return query_pl(con, "SELECT symbol, date, open, high, low, close FROM raw.index_bars ORDER BY symbol, date")
-
-
 def read_calendar(wh: Warehouse) -> pl.Series:
     with wh.read() as con:
         return query_pl(con, "SELECT date FROM ref.trading_calendar ORDER BY date")["date"]
@@ -151,21 +146,6 @@ def table_counts(wh: Warehouse) -> dict[str, int]:
             "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
         ).fetchall()
         return {f"{s}.{t}": scalar(con, f"SELECT count(*) FROM {quote_ident(s)}.{quote_ident(t)}") for s, t in tables}
-
-
-def read_sectors(wh: Warehouse) -> pl.DataFrame:
-    with wh.read() as con:
-        return query_pl(con, "SELECT ticker, name, gics_sector FROM ref.sectors ORDER BY ticker")
-
-
-@dataclass(frozen=True)
-class StoredExtent:
-    """What ``raw.*`` already holds: the newest session, the incremental window start, stored keys."""
-
-    last_date: object  # date | None
-    window_start: object  # date | None: the overlap_sessions-th newest calendar session
-    tickers: frozenset[str]
-    symbols: frozenset[str]
 
 
 def stored_extent(wh: Warehouse, overlap_sessions: int) -> StoredExtent:
