@@ -139,25 +139,32 @@ class Warehouse:
             finally:
                 con.close()
 
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the primary file (caller holds the writers' lock)."""
+        con = duckdb.connect(str(self.path))
+        try:
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
     def publish_snapshot(self) -> Path:
-        """Checkpoint the primary file (fold the WAL in) and copy it to the analyst snapshot atomically, under
-        the writers' lock: the copy is the last committed state. Not inside :meth:`write`."""
+        """Checkpoint the primary file and copy it to the analyst snapshot atomically, under the writers'
+        lock: the copy is the last committed state. Not inside :meth:`write`."""
         with self._lock(exclusive=True):
-            con = duckdb.connect(str(self.path))
-            try:
-                con.execute("CHECKPOINT")
-            finally:
-                con.close()
+            self._checkpoint()
             atomic_copy(self.path, self.snapshot_path)
         _UNPUBLISHED.discard(self.path)
         return self.snapshot_path
 
     def publish_if_written(self) -> bool:
-        """At the end of a run: publish the snapshot when this process committed a write since the last publish
-        and publishing is on and not deferred (``regimeflow run`` publishes once at its end; in between, DuckDB
-        checkpoints by itself past its WAL threshold - a checkpoint per run rewrote the partly filled row groups
-        of every per-fold table at every fold, ~10% more bytes over the main job). True when published."""
-        if _DEFERRED[0] or self.path not in _UNPUBLISHED or not self.publish or not self.path.exists():
+        """At the end of a run: when this process committed a write since the last publish, publish the
+        snapshot - or, when publishing is off or deferred (``regimeflow run`` publishes once at its end),
+        only checkpoint, so the WAL never spans more than one run. True when a snapshot was published."""
+        if self.path not in _UNPUBLISHED or not self.path.exists():
+            return False
+        if _DEFERRED[0] or not self.publish:
+            with self._lock(exclusive=True):
+                self._checkpoint()
             return False
         self.publish_snapshot()
         return True
