@@ -159,8 +159,6 @@ def _with_fold(frame: pl.DataFrame, fold: str | None) -> pl.DataFrame:
 
 def _append(con, spec: TableSpec, frame: pl.DataFrame) -> int:
     keys = list(spec.keys)
-    if frame.select(keys).is_duplicated().any():
-        raise AppendOnlyViolation(f"{spec.table} is append-only: duplicate {keys} in the batch")
     newest = scalar(con, f"SELECT max({quote_ident(keys[0])}) FROM {spec.table}")
     first = frame.get_column(keys[0]).min()
     if newest is not None and first <= newest:
@@ -213,7 +211,8 @@ def write_asset(wh: Warehouse, store: AssetStorage, parts: Mapping[str, pl.DataF
             for name, spec, frame, keys in writes:
                 if spec.mode != "upsert" and frame.select(keys).is_duplicated().any():
                     dup = frame.filter(frame.select(keys).is_duplicated()).select(keys).row(0)
-                    raise ValueError(f"duplicate key {dict(zip(keys, dup))} in the batch for {spec.table}")
+                    error = AppendOnlyViolation if spec.mode == "append" else ValueError
+                    raise error(f"duplicate key {dict(zip(keys, dup))} in the batch for {spec.table}")
                 if spec.mode == "upsert":
                     c = upsert(con, spec.table, frame, keys, stamp_column=spec.stamp)
                     counts[name] = (c.rows_in, c.inserted, c.updated)
