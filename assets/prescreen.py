@@ -79,7 +79,7 @@ def prescreen_scores_no_lookahead(context: dg.AssetCheckExecutionContext, featur
         return out.select("ticker", "date", "buy_probability", "sell_probability")
 
     report = check_lookahead(scores, window, index_bars.filter(pl.col("date") <= fold.test_end),
-                             **features.lookahead_kwargs())
+                             **features.fold_lookahead_kwargs())
     context.log.info(report.summary())
     return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
         "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,

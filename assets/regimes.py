@@ -105,7 +105,7 @@ def sector_hmm_no_lookahead(context: dg.AssetCheckExecutionContext, features: Fe
         out = hmms.model.probabilities(b, sectors).filter(pl.col("date") >= fold.train_start)
         return out.drop("state").rename({"sector": "ticker"})
 
-    report = check_lookahead(probabilities, window, **features.lookahead_kwargs())
+    report = check_lookahead(probabilities, window, **features.fold_lookahead_kwargs())
     context.log.info(report.summary())
     return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
         "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,

@@ -101,8 +101,10 @@ class FeatureStoreResource(dg.ConfigurableResource):
         default=None, description="Rows the VIX is lagged. 0: the 16:15 ET VIX close of t is known when the "
         "end-of-day decision for t is taken (this project's convention); 1: strict 16:00 ET information set. "
         + _ML_DEFAULT.format("0"))
-    lookahead_cutoffs: Optional[int] = Field(default=None, description="Cutoff dates K of the look-ahead check. "
-                                             + _ML_DEFAULT.format("8"))
+    lookahead_cutoffs: Optional[int] = Field(default=None, description="Cutoff dates K of the feature store's "
+                                             "look-ahead check. " + _ML_DEFAULT.format("8"))
+    fold_lookahead_cutoffs: Optional[int] = Field(default=None, description="Cutoff dates K of the per-fold checks "
+                                                  "(HMM probabilities, prescreen scores). " + _ML_DEFAULT.format("4"))
     label_thresholds: Optional[dict[str, float]] = Field(
         default=None, description="Buy/sell threshold per horizon in trading days (fraction: 0.02 = 2%). "
         + _ML_DEFAULT.format("1: 1%, 5: 2%, 21: 4%"))
@@ -114,6 +116,11 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
     def lookahead_kwargs(self) -> dict[str, Any]:
         return overrides(self, {"lookahead_cutoffs": "k"})
+
+    def fold_lookahead_kwargs(self) -> dict[str, Any]:
+        from ml.lookahead import FOLD_OUTPUT_CUTOFFS
+
+        return {"k": self.fold_lookahead_cutoffs or FOLD_OUTPUT_CUTOFFS}
 
     def label_config(self):
         from ml.labels import LabelConfig

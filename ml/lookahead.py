@@ -44,6 +44,8 @@ from ml.reports.markdown import markdown_table, plain_value
 
 FeatureFn = Callable[..., pl.DataFrame | pl.LazyFrame]
 
+DEFAULT_CUTOFFS = 8  # the feature store's check
+FOLD_OUTPUT_CUTOFFS = 4  # a fold's HMM probabilities / prescreen scores: frozen models over causal inputs
 DEFAULT_RTOL = 1e-9
 DEFAULT_ATOL = 1e-12
 VARIANTS: tuple[str, str] = ("truncated", "garbage")
@@ -289,7 +291,7 @@ def check_lookahead(
     feature_fn: FeatureFn,
     bars: pl.DataFrame,
     index_bars: pl.DataFrame | None = None,
-    k: int = 8,
+    k: int = DEFAULT_CUTOFFS,
     tolerance: float | tuple[float, float] = (DEFAULT_RTOL, DEFAULT_ATOL),
     seed: int = 0,
     columns: Sequence[str] | None = None,

@@ -148,6 +148,16 @@ def table_counts(wh: Warehouse) -> dict[str, int]:
         return {f"{s}.{t}": scalar(con, f"SELECT count(*) FROM {quote_ident(s)}.{quote_ident(t)}") for s, t in tables}
 
 
+@dataclass(frozen=True)
+class StoredExtent:
+    """What ``raw.*`` already holds: the newest session, the incremental window start, stored keys."""
+
+    last_date: object  # date | None
+    window_start: object  # date | None: the overlap_sessions-th newest calendar session
+    tickers: frozenset[str]
+    symbols: frozenset[str]
+
+
 def stored_extent(wh: Warehouse, overlap_sessions: int) -> StoredExtent:
     """The newest stored session and the start of an incremental reload that re-reads the last
     ``overlap_sessions`` sessions (to catch revised bars). Empty warehouse: all None / empty."""
