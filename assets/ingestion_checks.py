@@ -16,10 +16,9 @@ from ml.data.market import BARS_SCHEMA, INDEX_BARS_SCHEMA
 from warehouse import quality
 
 
-def _specs(asset_key: dg.AssetKey, rules, deps: tuple[dg.AssetKey, ...] = ()) -> list[dg.AssetCheckSpec]:
+def _specs(asset_key: dg.AssetKey, rules) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(name, asset=asset_key, blocking=(severity == "error"), description=description,
-                          additional_deps=list(deps))
+        dg.AssetCheckSpec(name, asset=asset_key, blocking=(severity == "error"), description=description)
         for name, severity, description in rules
     ]
 
@@ -52,26 +51,21 @@ def _range(market: MarketDataResource) -> "tuple[date | None, date | None]":
     return u.history_start, u.history_end
 
 
-@dg.multi_asset_check(specs=_specs(RAW_BARS, quality.BARS_RULES), name="bars_quality", can_subset=False,
-                      ins={"bars": dg.AssetIn(RAW_BARS)})
-def bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResource, bars: pl.DataFrame):
-    """Validate every stored bar; the reference calendar is the reference ticker's observed dates."""
+@dg.multi_asset_check(specs=_specs(RAW_BARS, quality.BARS_RULES) + _specs(RAW_INDEX_BARS, quality.INDEX_RULES),
+                      name="market_data_quality", can_subset=False,
+                      ins={"bars": dg.AssetIn(RAW_BARS), "index_bars": dg.AssetIn(RAW_INDEX_BARS)})
+def market_data_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResource, bars: pl.DataFrame,
+                        index_bars: pl.DataFrame):
+    """Validate every stored bar and VIX / VIX3M level against the reference calendar (the reference ticker's
+    observed dates). One step for both assets: each asset's results are recorded before a failed blocking rule
+    stops the step, so a bad bar does not leave the index checks unevaluated (automation gates per asset)."""
     calendar = bars.filter(pl.col("ticker") == market.calendar_ticker)["date"]
     start, end = _range(market)
-    report = quality.validate_bars(bars.select(list(BARS_SCHEMA)), calendar, history_start=start, history_end=end,
-                                   waivers=quality.load_known_anomalies())
-    context.log.info(report.summary_line())
-    yield from _results(RAW_BARS, report, context.log)
-
-
-@dg.multi_asset_check(specs=_specs(RAW_INDEX_BARS, quality.INDEX_RULES, (RAW_BARS,)), name="index_bars_quality", can_subset=False,
-                      ins={"index_bars": dg.AssetIn(RAW_INDEX_BARS), "bars": dg.AssetIn(RAW_BARS)})
-def index_bars_quality(context: dg.AssetCheckExecutionContext, market: MarketDataResource,
-                       index_bars: pl.DataFrame, bars: pl.DataFrame):
-    """Validate VIX / VIX3M levels against the reference calendar."""
-    calendar = bars.filter(pl.col("ticker") == market.calendar_ticker)["date"]
-    start, end = _range(market)
-    report = quality.validate_index_bars(index_bars.select(list(INDEX_BARS_SCHEMA)), calendar,
-                                         history_start=start, history_end=end)
-    context.log.info(report.summary_line())
-    yield from _results(RAW_INDEX_BARS, report, context.log)
+    for key, report in (
+        (RAW_BARS, quality.validate_bars(bars.select(list(BARS_SCHEMA)), calendar, history_start=start,
+                                         history_end=end, waivers=quality.load_known_anomalies())),
+        (RAW_INDEX_BARS, quality.validate_index_bars(index_bars.select(list(INDEX_BARS_SCHEMA)), calendar,
+                                                     history_start=start, history_end=end)),
+    ):
+        context.log.info(report.summary_line())
+        yield from _results(key, report, context.log)
