@@ -100,7 +100,7 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
     else:
         context.log.warning(f"fold {fold.key} has no prescreen models: decisions log no prescreen scores")
     source = features["source"][0]
-    provenance = Provenance(run_id=context.run.run_id, source=source, code_version=code_version(), fold=fold.key,
+    provenance = Provenance(run_id=context.op_execution_context.run_id, source=source, code_version=code_version(), fold=fold.key,
                             policy_kind="ppo", checkpoint_path=loaded.path, checkpoint_sha256=loaded.sha256,
                             policy_data_hash=ppo.data_hash, decided_at=datetime.now(timezone.utc).replace(tzinfo=None))
     frame = decision_frame(decisions, provenance, ppo.assets, newest, breaker, vix, live_states, scores)
