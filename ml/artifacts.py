@@ -27,6 +27,7 @@ __all__ = [
     "ArtifactIntegrityError",
     "ArtifactMissingError",
     "atomic_copy",
+    "atomic_link",
     "atomic_write",
     "joblib_bytes",
     "load_joblib",
@@ -73,6 +74,21 @@ def atomic_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
     tmp = t.with_name(f".{t.name}.{os.getpid()}.tmp")
     try:
         shutil.copyfile(source, tmp)
+        os.replace(tmp, t)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return t
+
+
+def atomic_link(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Make ``target`` a hard link to ``source`` through a temp link and a rename (``OSError`` where the
+    filesystem has no hard links): readers of ``target`` see the previous file or ``source``."""
+    t = Path(target)
+    tmp = t.with_name(f".{t.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    os.link(source, tmp)
+    try:
         os.replace(tmp, t)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -110,7 +110,7 @@ def test_trading_calendar_from_reference_ticker(warehouse, small_market):
 def test_snapshot_is_published_once_per_run_not_per_write(warehouse, small_market):
     wi.ingest_market(warehouse, small_market, run_id="r1")
     wi.rebuild_trading_calendar(warehouse, "SPY")
-    assert not warehouse.snapshot_path.exists()  # two write sessions, nothing copied yet
+    assert not warehouse.snapshot_path.exists()  # two write sessions, nothing published yet
     assert warehouse.publish_if_written() is True
     assert warehouse.publish_if_written() is False  # nothing written since
     con = warehouse.connect_snapshot()
@@ -123,6 +123,51 @@ def test_snapshot_is_published_once_per_run_not_per_write(warehouse, small_marke
     quiet = Warehouse(warehouse.path, publish_snapshot=False)
     wi.rebuild_trading_calendar(quiet, "SPY")
     assert quiet.publish_if_written() is False  # the caller publishes (regimeflow run: once at the end)
+
+
+def test_publish_links_and_the_next_write_copies_the_primary_off_the_snapshot(warehouse, small_market):
+    from ml.artifacts import sha256_file
+
+    wi.ingest_market(warehouse, small_market, run_id="r1")
+    warehouse.publish_if_written()
+    assert warehouse.path.samefile(warehouse.snapshot_path)  # published without a copy
+    assert not warehouse.path.with_name(warehouse.path.name + ".wal").exists()  # checkpointed first
+    published = sha256_file(warehouse.snapshot_path)
+    analyst = warehouse.connect_snapshot()  # an analyst holds the published version open
+    try:
+        with warehouse.write() as con:  # copy-on-write: the primary gets its own file first
+            con.execute("DELETE FROM raw.bars WHERE ticker = 'SPY'")
+        assert not warehouse.path.samefile(warehouse.snapshot_path)
+        assert sha256_file(warehouse.snapshot_path) == published  # the published bytes never change
+        assert scalar(analyst, "SELECT count(*) FROM raw.bars") == small_market.bars.height
+    finally:
+        analyst.close()
+    with warehouse.read() as con:
+        assert scalar(con, "SELECT count(*) FROM raw.bars WHERE ticker = 'SPY'") == 0
+    warehouse.publish_if_written()
+    con = warehouse.connect_snapshot()
+    try:
+        assert scalar(con, "SELECT count(*) FROM raw.bars WHERE ticker = 'SPY'") == 0
+    finally:
+        con.close()
+
+
+def test_publish_copies_where_the_filesystem_has_no_hard_links(warehouse, small_market, monkeypatch):
+    import os
+
+    wi.ingest_market(warehouse, small_market, run_id="r1")
+
+    def no_links(*_args, **_kwargs):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    warehouse.publish_if_written()
+    assert not warehouse.path.samefile(warehouse.snapshot_path)
+    con = warehouse.connect_snapshot()
+    try:
+        assert scalar(con, "SELECT count(*) FROM raw.bars") == small_market.bars.height
+    finally:
+        con.close()
 
 
 def test_one_materialization_is_one_transaction(warehouse):

@@ -6,12 +6,17 @@ open the file. regimeflow therefore keeps two files:
 * the **primary** file (``regimeflow.duckdb``), used only by the pipeline. Pipeline processes
   serialise on an ``fcntl`` lock file next to it (exclusive for writes, shared for reads), so two
   Dagster steps never fight over DuckDB's own lock;
-* the **analyst snapshot** (``regimeflow_read.duckdb``), a copy published atomically (checkpoint and
-  copy to a temp file under the writers' lock, then ``os.replace``) once per Dagster
-  run that wrote (the warehouse resource's teardown) or once at the end of ``regimeflow run``. Every
-  write session commits whole materializations, so any published state is a committed one. Analysts
-  open the snapshot read-only at any time, also while a run writes; an open connection keeps seeing
-  the version it opened, a new one sees the latest published state.
+* the **analyst snapshot** (``regimeflow_read.duckdb``), published atomically under the writers' lock
+  once per Dagster run that wrote (the IO managers' teardown) or once at the end of ``regimeflow run``:
+  the primary is checkpointed (no WAL left) and the snapshot becomes a **hard link** to it (a temp link,
+  then ``os.replace``). Publishing therefore copies nothing; the copy happens copy-on-write, at the
+  next write session: before opening a primary that is still linked to the snapshot read-write, the
+  writer copies it to a private file and renames that over the primary, so the published inode is never
+  written again. One full copy per run that writes (none for the first run on a new warehouse); on a
+  filesystem without hard links the publish falls back to a copy. Every write session commits whole
+  materializations, so any published state is a committed one. Analysts open the snapshot read-only at
+  any time, also while a run writes; an open connection keeps seeing the version it opened, a new one
+  sees the latest published state.
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ from pathlib import Path
 
 import duckdb
 
-from ml.artifacts import atomic_copy
+from ml.artifacts import atomic_copy, atomic_link
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +121,7 @@ class Warehouse:
         Callers open their own transactions (``BEGIN``/``COMMIT``) for multi-statement writes.
         """
         with self._lock(exclusive=True):
+            self._unshare()
             con = duckdb.connect(str(self.path))
             try:
                 # commits go to the WAL; DuckDB checkpoints by itself past its WAL threshold, and the
@@ -139,8 +145,24 @@ class Warehouse:
             finally:
                 con.close()
 
+    def _shared_with_snapshot(self) -> bool:
+        """Whether the primary file is (still) the published snapshot's inode."""
+        try:
+            return os.path.samefile(self.path, self.snapshot_path)
+        except FileNotFoundError:
+            return False
+
+    def _unshare(self) -> None:
+        """Copy-on-write: give the primary its own inode before anything opens it read-write (caller holds
+        the writers' lock), so the published snapshot is never modified."""
+        if self._shared_with_snapshot():
+            log.info("copy-on-write: copying %s off the published snapshot before writing", self.path.name)
+            atomic_copy(self.path, self.path)
+
     def _checkpoint(self) -> None:
         """Fold the WAL into the primary file (caller holds the writers' lock)."""
+        if self._shared_with_snapshot():
+            return  # published as is: nothing was written since, and the snapshot inode stays read-only
         con = duckdb.connect(str(self.path))
         try:
             con.execute("CHECKPOINT")
@@ -148,11 +170,15 @@ class Warehouse:
             con.close()
 
     def publish_snapshot(self) -> Path:
-        """Checkpoint the primary file and copy it to the analyst snapshot atomically, under the writers'
-        lock: the copy is the last committed state. Not inside :meth:`write`."""
+        """Checkpoint the primary file and publish it as the analyst snapshot (a hard link, or a copy where
+        the filesystem has none), atomically, under the writers' lock: the last committed state."""
         with self._lock(exclusive=True):
             self._checkpoint()
-            atomic_copy(self.path, self.snapshot_path)
+            if not self._shared_with_snapshot():
+                try:
+                    atomic_link(self.path, self.snapshot_path)
+                except OSError:  # no hard links here (another filesystem, some network mounts)
+                    atomic_copy(self.path, self.snapshot_path)
         _UNPUBLISHED.discard(self.path)
         return self.snapshot_path
 
