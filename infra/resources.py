@@ -192,6 +192,9 @@ class PolicyResource(dg.ConfigurableResource):
                                   + _ML_DEFAULT.format("vix_shaped"))
     cost_bps: Optional[float] = Field(default=None, description="Transaction cost on turnover, basis points. "
                                       + _ML_DEFAULT.format("5"))
+    execution: Optional[str] = Field(default=None, description="When a decision's orders fill: close (at the "
+                                     "decision's close) | next_open | next_close. Training, evaluation (policy and "
+                                     "baselines) and the paper track use it alike. " + _ML_DEFAULT.format("close"))
     episode_length: Optional[int] = Field(default=None, description="Trading days per training episode. "
                                           + _ML_DEFAULT.format("1024"))
     total_steps: Optional[int] = Field(default=None, description="Environment steps (transitions) per fold. "
@@ -206,7 +209,7 @@ class PolicyResource(dg.ConfigurableResource):
         from ml.dataset import observation_variant
         from ml.envs.portfolio import EnvConfig
 
-        kw = overrides(self, ["reward", "episode_length"])
+        kw = overrides(self, ["reward", "episode_length", "execution"])
         if self.cost_bps is not None:
             kw["cost_rate"] = self.cost_bps / 1e4
         if self.observation is not None:

@@ -21,14 +21,27 @@ equity). The cost is charged as a fraction of equity at the close of t; net retu
 Drift: after day t+1 each position grows with its own return, so the weights held going into t+1 are
 ``w_new * (1 + r) / (1 + w_new . r)`` (gross return in the denominator: the cost is treated as taken
 pro rata from all holdings, which leaves the weights unchanged). This is exact buy-and-hold drift.
+
+Execution (``execution``; when the order decided at the close of t fills):
+
+* ``"close"``: at the close of t itself (the formulas above; the like-for-like setting of the seed
+  reproduction). Optimistic: the decision needs the close (and the 16:15 ET VIX close) it trades at.
+* ``"next_open"``: at the open of t+1. The old weights earn the overnight gap ``g`` (close t -> open t+1)
+  and drift to ``w_open``; the book trades ``w_open -> w_new`` at the open paying
+  ``cost_rate * sum|w_new - w_open|``; the new weights earn the session ``i = (1 + r) / (1 + g) - 1``
+  (open t+1 -> close t+1). ``net = (1 + w_old.g) (1 - cost) (1 + w_new.i) - 1``; the weights then drift
+  with ``i``. Needs ``gap_returns`` (the panel's ``gaps``, from adjusted opens).
+* ``"next_close"``: at the close of t+1. The old weights earn all of day t+1, then the book trades to
+  ``w_new``: ``net = (1 + w_old.r) (1 - cost) - 1``; ``w_new`` is held from the close of t+1 (it earns
+  from the next step on), so the weights going into the next decision are ``w_new`` itself.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-__all__ = ["RebalanceResult", "drift_weights", "net_returns", "rebalance"]
+__all__ = ["EXECUTIONS", "Execution", "RebalanceResult", "drift_weights", "hold_target", "net_returns", "rebalance"]
 
 
 class RebalanceResult(NamedTuple):
@@ -66,33 +79,74 @@ def _unsqueeze(x: Any, axis: int) -> Any:
     return x.unsqueeze(axis)
 
 
-def rebalance(
-    weights_new: Any, weights_old: Any, next_returns: Any, cost_rate: float, axis: int = -1
+Execution = Literal["close", "next_open", "next_close"]
+EXECUTIONS: tuple[str, ...] = ("close", "next_open", "next_close")
+
+
+def rebalance(weights_new: Any, weights_old: Any, next_returns: Any, cost_rate: float, axis: int = -1, *,
+    execution: Execution = "close", gap_returns: Any = None,
 ) -> RebalanceResult:
-    """Rebalance from ``weights_old`` to ``weights_new`` at close t, earn day t+1, drift the weights.
+    """Rebalance from ``weights_old`` to ``weights_new`` decided at close t, earn day t+1, drift the weights.
 
     ``weights_new``/``weights_old``: ``[..., A+1]`` (cash last). ``next_returns``: ``[..., A]`` simple
-    returns of the risky assets over t -> t+1 (cash earns 0), or ``[..., A+1]`` with an explicit cash
-    return in the last column. ``cost_rate``: cost per unit of turnover (0.0005 = 5 bps). ``axis``: the
-    asset axis (default last; the batched environment keeps assets first, ``[A+1, E]``, for speed).
+    close-to-close returns of the risky assets over t -> t+1 (cash earns 0), or ``[..., A+1]`` with an
+    explicit cash return in the last column. ``cost_rate``: cost per unit of turnover (0.0005 = 5 bps).
+    ``axis``: the asset axis (default last; the batched environment keeps assets first, ``[A+1, E]``).
+    ``execution``: when the order fills (module docstring); ``gap_returns`` (same shape as
+    ``next_returns``, close t -> open t+1) are required for ``"next_open"``.
     """
     r = _with_cash(next_returns, weights_new.shape[axis], axis)
-    turnover = abs(weights_new - weights_old).sum(axis)
-    gross = (weights_new * r).sum(axis)
-    net = gross - cost_rate * turnover
-    drifted = weights_new * (1.0 + r) / _unsqueeze(1.0 + gross, axis)
-    return RebalanceResult(net, gross, turnover, drifted)
+    if execution == "close":
+        turnover = abs(weights_new - weights_old).sum(axis)
+        gross = (weights_new * r).sum(axis)
+        net = gross - cost_rate * turnover
+        drifted = weights_new * (1.0 + r) / _unsqueeze(1.0 + gross, axis)
+        return RebalanceResult(net, gross, turnover, drifted)
+    if execution == "next_open":
+        if gap_returns is None:
+            raise ValueError("execution='next_open' needs gap_returns (close t -> open t+1); the panel has no opens")
+        g = _with_cash(gap_returns, weights_new.shape[axis], axis)
+        gap_gross = (weights_old * g).sum(axis)  # the old book earns the overnight gap
+        at_open = weights_old * (1.0 + g) / _unsqueeze(1.0 + gap_gross, axis)
+        turnover = abs(weights_new - at_open).sum(axis)
+        intraday = (1.0 + r) / (1.0 + g) - 1.0  # open t+1 -> close t+1
+        day_gross = (weights_new * intraday).sum(axis)
+        gross = (1.0 + gap_gross) * (1.0 + day_gross) - 1.0
+        net = (1.0 + gap_gross) * (1.0 - cost_rate * turnover) * (1.0 + day_gross) - 1.0
+        drifted = weights_new * (1.0 + intraday) / _unsqueeze(1.0 + day_gross, axis)
+        return RebalanceResult(net, gross, turnover, drifted)
+    if execution == "next_close":
+        gross = (weights_old * r).sum(axis)  # the old book earns all of day t+1
+        at_close = weights_old * (1.0 + r) / _unsqueeze(1.0 + gross, axis)
+        turnover = abs(weights_new - at_close).sum(axis)
+        net = (1.0 + gross) * (1.0 - cost_rate * turnover) - 1.0
+        return RebalanceResult(net, gross, turnover, weights_new * 1.0)
+    raise ValueError(f"unknown execution {execution!r}; use one of {EXECUTIONS}")
 
 
-def net_returns(weights_new: Any, weights_old: Any, next_returns: Any, cost_rate: float, axis: int = -1) -> Any:
+def net_returns(weights_new: Any, weights_old: Any, next_returns: Any, cost_rate: float, axis: int = -1, *,
+                execution: Execution = "close", gap_returns: Any = None) -> Any:
     """Net return of day t+1 for weights chosen at close t: ``w_new . r_{t+1} - cost_rate * sum|w_new - w_old|``.
 
     Shapes as in :func:`rebalance`; NumPy or Torch in, same kind out.
     """
-    return rebalance(weights_new, weights_old, next_returns, cost_rate, axis).net
+    return rebalance(weights_new, weights_old, next_returns, cost_rate, axis, execution=execution,
+                     gap_returns=gap_returns).net
 
 
 def drift_weights(weights: Any, next_returns: Any, axis: int = -1) -> Any:
     """Weights after holding ``weights`` over one day with returns ``next_returns`` (cash return 0 if omitted)."""
     r = _with_cash(next_returns, weights.shape[axis], axis)
     return weights * (1.0 + r) / _unsqueeze(1.0 + (weights * r).sum(axis), axis)
+
+
+def hold_target(weights: Any, next_returns: Any, axis: int = -1, *, execution: Execution = "close",
+                gap_returns: Any = None) -> Any:
+    """The target that trades nothing: the weights held at the moment the order would fill (``weights`` at
+    the close of t; drifted over the gap for ``"next_open"``, over day t+1 for ``"next_close"``). The
+    backtester uses it on days without a rebalance (buy and hold)."""
+    if execution == "close":
+        return weights
+    if execution == "next_open":
+        return drift_weights(weights, gap_returns, axis)
+    return drift_weights(weights, next_returns, axis)

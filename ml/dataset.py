@@ -44,6 +44,7 @@ from ml.envs.market_panel import MarketPanel
 __all__ = ["OBSERVATION_VARIANTS", "ObservationSpec", "allocation_panel", "observation_variant", "policy_panel"]
 
 RETURN_COLUMN = "ret_1d"  # log return of day t (feature store): the source of the panel's returns
+INTRADAY_COLUMN = "ret_intraday"  # log open -> close of day t: splits each return into overnight gap + session
 VIX_COLUMN = "vix_level"  # VIX close known at the decision (feature store): rewards, baselines, breaker
 TERM_FEATURES: tuple[str, ...] = ("vix_term", "vix_term_chg_5d")
 
@@ -98,6 +99,8 @@ def _wide_asset_columns(features: pl.DataFrame, assets: Sequence[str], columns: 
             *[pl.col(c).cast(pl.Float64).alias(f"{a}.{c}") for c in columns],
             pl.col(RETURN_COLUMN).cast(pl.Float64).fill_null(0.0).cum_sum().alias(f"{a}._cum"),
             pl.col(RETURN_COLUMN).is_not_null().alias(f"{a}._has_ret"),
+            (pl.col(INTRADAY_COLUMN).cast(pl.Float64) if INTRADAY_COLUMN in rows.columns
+             else pl.lit(None, dtype=pl.Float64)).alias(f"{a}._intraday"),
         )
         wide = part if wide is None else wide.join(part, on="date", how="inner")
     return wide.sort("date")
@@ -187,7 +190,11 @@ def allocation_panel(
     if idx.size < 3:
         raise ValueError(f"fewer than 3 dates with every observation column known ({wide.height} dates in total)")
     cum = wide.select([f"{a}._cum" for a in assets]).to_numpy()
-    returns = np.expm1(cum[idx[1:]] - cum[idx[:-1]])  # log return between consecutive kept rows
+    log_ret = cum[idx[1:]] - cum[idx[:-1]]  # log return between consecutive kept rows
+    returns = np.expm1(log_ret)
+    intraday = wide.select([f"{a}._intraday" for a in assets]).to_numpy().astype(np.float64)[idx[1:]]
+    # overnight gap: close of the previous kept row -> open of this one (None without every open)
+    gaps = np.expm1(log_ret - intraday) if np.isfinite(intraday).all() else None
     idx = idx[1:]  # the first kept row has no predecessor
     dates = wide.get_column("date").to_numpy().astype("datetime64[D]")[idx]
     keep = np.ones(idx.size, dtype=bool)
@@ -203,6 +210,7 @@ def allocation_panel(
         features=np.ascontiguousarray(wide.select(obs_cols).to_numpy().astype(np.float64)[rows]),
         feature_names=tuple(obs_cols),
         vix=np.ascontiguousarray(wide.get_column("_vix").to_numpy().astype(np.float64)[rows]),
+        gaps=None if gaps is None else np.ascontiguousarray(gaps[keep]),
     )
 
 

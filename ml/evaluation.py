@@ -1,6 +1,7 @@
 """Out-of-sample evaluation of one fold: the policy and every baseline on the same days and costs.
 
-Timing: weights chosen at the close of t earn t→t+1 net of ``cost_rate`` × turnover (``ml.backtest``).
+Timing: weights chosen at the close of t earn t→t+1 net of ``cost_rate`` × turnover (``ml.backtest``), the
+order filling at the close of t, the open of t+1 or the close of t+1 per the execution model (``ml.costs``).
 The policy acts deterministically (softmax of its mean logits); its weights go through the same
 backtester as the baselines, so all strategies share dates, costs and arithmetic.
 """
@@ -17,6 +18,7 @@ from ml import metrics
 from ml.agents.ppo import evaluate_policy
 from ml.backtest import BacktestResult, backtest
 from ml.backtest.baselines import BaselineConfig, run_baselines
+from ml.costs import Execution
 from ml.envs.market_panel import MarketPanel
 from ml.reports.analysis import equity_curves
 from ml.risk import BreakerTracker, CircuitBreakerConfig
@@ -64,19 +66,21 @@ def evaluate_window(
     cost_multipliers: Sequence[float] = (1.0, 2.0, 3.0),
     risk_free: float = 0.0,
     seed: int = 0,
+    execution: Execution = "close",
 ) -> FoldEvaluation:
     """Backtest ``policy_weights`` (``[n, A+1]`` chosen at rows ``start_idx..end_idx-1``, named ``ppo``; or a
     ``{strategy: weights}`` dict; None = baselines only) and every baseline over the window, at each cost
-    multiplier; metrics per strategy."""
+    multiplier, every order filling per ``execution`` (``ml.costs``); metrics per strategy."""
     vix_at_decision = panel.vix[start_idx:end_idx]
     if isinstance(policy_weights, np.ndarray):
         policy_weights = {POLICY: policy_weights}
     daily, allocs, tables = [], [], []
     for mult in cost_multipliers:
         cfg = (baseline_config or BaselineConfig()).model_copy(update={"cost_multiplier": mult})
-        results = dict(run_baselines(panel, start_idx, end_idx, cost_rate, cfg))
+        results = dict(run_baselines(panel, start_idx, end_idx, cost_rate, cfg, execution=execution))
         if policy_weights:
-            results = {**{name: backtest(w, panel, start_idx, end_idx, cost_rate, cost_multiplier=mult)
+            results = {**{name: backtest(w, panel, start_idx, end_idx, cost_rate, cost_multiplier=mult,
+                                         execution=execution)
                           for name, w in policy_weights.items()}, **results}
         first = next(iter(results.values()))
         table = metrics.metrics_table(
@@ -95,7 +99,9 @@ def evaluate_fold(policy, panel: MarketPanel, start_idx: int, end_idx: int, cost
                   breaker: CircuitBreakerConfig | None = None, **kwargs) -> FoldEvaluation:
     """Deterministic rollout of ``policy`` over the window, then :func:`evaluate_window`. With ``breaker``,
     a second rollout with the circuit breaker in the loop is evaluated as ``ppo_breaker`` (its activations
-    in ``FoldEvaluation.breaker_activations``)."""
+    in ``FoldEvaluation.breaker_activations``). Orders fill per the policy's ``env_config.execution`` (the
+    execution model it was trained under), for the policy and the baselines alike."""
+    kwargs.setdefault("execution", policy.env_config.execution)
     weights = {POLICY: evaluate_policy(policy, panel, start_idx, end_idx).weights}
     activations: list[tuple[int, str]] = []
     if breaker is not None:

@@ -25,10 +25,11 @@ def _panel(t: int = 90, assets=ETFS, seed: int = 0, vix=None, dates=None) -> Mar
     rng = np.random.default_rng(seed)
     a = len(assets)
     returns = rng.normal(0.0003, 0.01, size=(t, a))
+    gaps = rng.normal(0.0001, 0.004, size=(t, a))
     feats = rng.normal(0.0, 0.1, size=(t, a * 3))
     vixf = rng.normal(0.0, 0.5, size=(t, 4))
     return MarketPanel.from_arrays(returns, np.hstack([feats, vixf]), assets=assets, dates=dates,
-                                   vix=20.0 + 10.0 * vixf[:, 0] if vix is None else vix)
+                                   vix=20.0 + 10.0 * vixf[:, 0] if vix is None else vix, gaps=gaps)
 
 
 def _hand_panel() -> MarketPanel:
@@ -43,11 +44,13 @@ def _hand_panel() -> MarketPanel:
 # ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("execution", ["close", "next_open", "next_close"])
 @pytest.mark.parametrize("init", ["cash", "equal"])
-def test_backtest_reproduces_gym_env_net_returns(init):
+def test_backtest_reproduces_gym_env_net_returns(init, execution):
     p = _panel(120, seed=1)
     start, n = 7, 100
-    cfg = EnvConfig(reward="net", terminate_below=None, dtype="float64", episode_length=10_000, initial_weights=init)
+    cfg = EnvConfig(reward="net", terminate_below=None, dtype="float64", episode_length=10_000, initial_weights=init,
+                    execution=execution)
     env = PortfolioEnv(p, cfg, 0, p.n_dates - 1)
     env.reset(options={"start_idx": start})
     rng = np.random.default_rng(5)
@@ -57,7 +60,7 @@ def test_backtest_reproduces_gym_env_net_returns(init):
         weights.append(info["weights"])
         nets.append(info["net"])
         turns.append(info["turnover"])
-    res = backtest(np.array(weights), p, start, start + n, C, initial_weights=init)
+    res = backtest(np.array(weights), p, start, start + n, C, initial_weights=init, execution=execution)
     np.testing.assert_allclose(res.net_returns, nets, rtol=0, atol=1e-12)
     np.testing.assert_allclose(res.turnover, turns, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(res.dates, p.dates[start + 1 : start + n + 1])
@@ -80,6 +83,27 @@ def test_backtest_reproduces_batched_env_like_evaluate_policy():
     res = backtest(np.array(w), p, start, end, C)
     np.testing.assert_allclose(res.net_returns, net, rtol=0, atol=1e-12)
     assert len(res) == end - start
+
+
+@pytest.mark.parametrize("execution", ["close", "next_open", "next_close"])
+def test_buy_and_hold_under_every_execution_compounds_the_positions(execution):
+    """Entry from cash (turnover 2) on the first decision, then no trade: the final equity is the positions
+    compounded, with the first day split by when the entry filled."""
+    p = _panel(60, seed=4)
+    w = np.array([0.4, 0.3, 0.2, 0.1])
+    lo, hi = 5, 50
+    res = backtest(np.append(w, 0.0), p, lo, hi, C, rebalance="never", execution=execution)
+    assert res.turnover[0] == pytest.approx(2.0)
+    np.testing.assert_allclose(res.turnover[1:], 0.0, atol=1e-12)
+    r1, g1 = p.returns[lo + 1], p.gaps[lo + 1]
+    later = np.prod(1.0 + p.returns[lo + 2 : hi + 1], axis=0)  # days 2..n per asset
+    if execution == "close":  # bought at the close of the decision day, additive cost
+        expected = (1.0 + w @ r1 - 2 * C) * (w * (1.0 + r1) / (1.0 + w @ r1)) @ later
+    elif execution == "next_open":  # the cash misses the gap, bought at the open
+        expected = (1.0 - 2 * C) * (w * (1.0 + r1) / (1.0 + g1)) @ later
+    else:  # cash through day 1, bought at its close
+        expected = (1.0 - 2 * C) * w @ later
+    assert res.equity[-1] == pytest.approx(expected, rel=1e-13)
 
 
 def test_daily_hand_computed_three_days():

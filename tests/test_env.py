@@ -95,6 +95,70 @@ def test_hand_computed_three_days_both_faces():
         assert trunc is (k == 2) and bool(b_trunc[0]) is (k == 2)  # the window ends at row 3
 
 
+def _dollar_book(gaps, returns, targets, c):
+    """Independent bookkeeping in dollars for ``next_open``: positions ride the overnight gap, the book
+    trades to the target at the open paying ``c`` x turnover of equity, then rides the session."""
+    pos = np.array([0.0, 0.0, 1.0])  # EQ, BOND, cash in dollars; all cash going in
+    nets = []
+    for g, r, w in zip(gaps, returns, targets, strict=True):
+        before = pos.sum()
+        pos = pos * np.append(1.0 + g, 1.0)  # close t -> open t+1
+        at_open = pos.sum()
+        turnover = np.abs(w - pos / at_open).sum()
+        pos = w * at_open * (1.0 - c * turnover)  # fill at the open, costs out of equity
+        pos = pos * np.append((1.0 + r) / (1.0 + g), 1.0)  # open t+1 -> close t+1
+        nets.append(pos.sum() / before - 1.0)
+    return nets
+
+
+def test_hand_computed_three_days_next_open_both_faces():
+    """Decision at close t fills at the open of t+1: the old book earns the gap, the new one the session."""
+    base = _tiny_panel()
+    gaps = np.array([[0.0, 0.0], [0.02, -0.01], [-0.01, 0.005], [0.0, 0.01]])
+    p = MarketPanel.from_arrays(base.returns, base.features, feature_names=base.feature_names, assets=base.assets,
+                                vix=base.vix, gaps=gaps)
+    cfg = EnvConfig(reward="net", equity_assets=("EQ",), terminate_below=None, dtype="float64",
+                    execution="next_open")
+    c, big = 0.0005, 1e3
+    targets = [np.array([0.5, 0.3, 0.2]), np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])]
+    actions = [np.log([0.5, 0.3, 0.2]), np.array([-big, -big, 0.0]), np.array([0.0, -big, -big])]
+    expected = _dollar_book(gaps[1:], base.returns[1:], targets, c)
+    # day 1 by hand: from cash the gap earns nothing; turnover 1.6 at the open; the session is
+    # EQ 1.01/1.02 - 1 and BOND 0.98/0.99 - 1
+    day1 = (1 - c * 1.6) * (1 + 0.5 * (1.01 / 1.02 - 1) + 0.3 * (0.98 / 0.99 - 1)) - 1
+    assert expected[0] == pytest.approx(day1, abs=1e-15)
+    # day 3: all cash at the close of day 2, so day 3's +0% gap is missed and EQ is bought at the open
+    assert expected[2] == pytest.approx((1 - c * 2.0) * (0.99 / 1.0) - 1, abs=1e-15)
+    close = [(0.5 * 0.01 + 0.3 * -0.02) - c * 1.6]  # what "close" execution earns on day 1: not the same
+    assert abs(expected[0] - close[0]) > 1e-4
+
+    gym_env = PortfolioEnv(p, cfg, 0, 3)
+    gym_env.reset(options={"start_idx": 0})
+    b_env = BatchedPortfolioEnv(p, cfg, 0, 3, num_envs=1)
+    b_env.reset(starts=[0])
+    for k, a in enumerate(actions):
+        _, r, _, _, info = gym_env.step(a)
+        _, b_r, _, _, b_info = b_env.step(torch.as_tensor(a)[None])
+        assert info["net"] == pytest.approx(expected[k], abs=1e-14)
+        assert float(b_r[0]) == pytest.approx(expected[k], abs=1e-14)
+        np.testing.assert_allclose(info["weights"], targets[k], atol=1e-12)
+
+
+def test_next_open_needs_opens_and_next_close_fills_a_day_late():
+    p = _tiny_panel()  # no gaps: no opens
+    with pytest.raises(ValueError, match="overnight gaps"):
+        PortfolioEnv(p, EnvConfig(execution="next_open"), 0, 3)
+    c = 0.0005
+    cfg = EnvConfig(reward="net", terminate_below=None, dtype="float64", execution="next_close")
+    env = PortfolioEnv(p, cfg, 0, 3)
+    env.reset(options={"start_idx": 0})
+    _, _, _, _, info = env.step(np.log([0.5, 0.3, 0.2]))
+    assert info["net"] == pytest.approx((1 - c * 1.6) * 1.0 - 1, abs=1e-15)  # cash earns day 1, then trades
+    _, _, _, _, info = env.step(np.array([-1e3, -1e3, 0.0]))  # day 2: the 50/30/20 book earns +1.5%
+    held = np.array([0.5 * 1.03, 0.3, 0.2]) / 1.015
+    assert info["net"] == pytest.approx(1.015 * (1 - c * (held[0] + held[1] + 1 - held[2])) - 1, abs=1e-15)
+
+
 def test_vix_shaped_reward_by_hand():
     p = _tiny_panel()  # VIX at row 0 = 20 + 10 * 1.0 = 30
     assert p.vix[0] == 30.0
@@ -201,15 +265,18 @@ def test_clip_obs_clips_features_never_weights(panel):
         EnvConfig(clip_obs=0.5)  # would clip the weights
 
 
-@pytest.mark.parametrize("reward", ["vix_shaped", "vol_penalty", "differential_sharpe", "net"])
-def test_batched_and_gym_faces_agree(panel, reward):
+@pytest.mark.parametrize(("reward", "execution"), [
+    ("vix_shaped", "close"), ("vol_penalty", "close"), ("differential_sharpe", "close"), ("net", "close"),
+    ("vix_shaped", "next_open"), ("net", "next_open"), ("net", "next_close")])
+def test_batched_and_gym_faces_agree(panel, reward, execution):
     """Same start rows and action sequences -> same observations, rewards and done flags (float64).
 
     Both faces call the same arithmetic; the batched one in Torch with assets-first layout, so results
     agree to rounding (<= 1e-12 absolute), not necessarily bit for bit.
     """
     E, lo, hi = 6, 20, 160
-    cfg = EnvConfig(reward=reward, episode_length=25, terminate_below=0.97, vol_kappa=0.001, dtype="float64")
+    cfg = EnvConfig(reward=reward, episode_length=25, terminate_below=0.97, vol_kappa=0.001, dtype="float64",
+                    execution=execution)
     benv = BatchedPortfolioEnv(panel, cfg, lo, hi, num_envs=E, seed=5)
     obs_b = benv.reset()
     envs = [PortfolioEnv(panel, cfg, lo, hi) for _ in range(E)]

@@ -309,3 +309,26 @@ def test_vix_buckets_vectorised_edges():
 
     assert vix_buckets(np.array([14.99, 15.0, 20.0, 25.0, 35.0, np.nan])) == [
         "calm", "normal", "elevated", "stress", "panic", None]
+
+
+def test_bucket_edges_left_closed_by_default_right_closed_like_pd_cut():
+    """[a, b) (default) vs (a, b] (the seed article's pd.cut) on exactly the boundary values."""
+    import numpy as np
+
+    from ml.backtest.baselines import BaselineConfig, vix_rule
+    from ml.envs.market_panel import MarketPanel
+    from ml.regimes.vix import vix_buckets
+
+    edges = np.array([15.0, 20.0, 25.0, 35.0])
+    right = VixRegimeConfig(closed="right")
+    assert vix_buckets(edges) == ["normal", "elevated", "stress", "panic"]
+    assert vix_buckets(edges, right) == ["calm", "normal", "elevated", "stress"]
+    assert vix_buckets(edges + 1e-9, right) == ["normal", "elevated", "stress", "panic"]  # off the edge: same
+    assert vix_band(20.0) == "high" and vix_band(20.0, right) == "moderate"
+    # the VIX rule baseline routes on the same side of the edge
+    vix = np.array([15.0, 20.0, 30.0, 31.0])
+    p = MarketPanel.from_arrays(np.zeros((4, 4)), assets=("SPY", "QQQ", "TLT", "GLD"), vix=vix)
+    left_eq = vix_rule(p, 0, 3, BaselineConfig()).weights[:, :2].sum(1)
+    right_eq = vix_rule(p, 0, 3, BaselineConfig(vix_regime=right)).weights[:, :2].sum(1)
+    np.testing.assert_allclose(left_eq, [0.60, 0.35, 0.10])  # 15 moderate, 20 high, 30 extreme
+    np.testing.assert_allclose(right_eq, [0.80, 0.60, 0.35])  # 15 low, 20 moderate, 30 high

@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ml.backtest.engine import BacktestResult, RebalanceRule, backtest, month_start_mask
+from ml.costs import Execution
 from ml.data.universe import ALLOCATION_ASSETS
 from ml.regimes.vix import VixRegimeConfig
 
@@ -134,7 +135,8 @@ def vix_rule(panel: MarketPanel, start_idx: int, end_idx: int, config: BaselineC
     """Equity share e by the VIX band of row t: e/2 SPY, e/2 QQQ, (1-e)/3 each TLT/GLD/cash."""
     cfg = config or BaselineConfig()
     vix = panel.vix[start_idx:end_idx]
-    band = np.searchsorted(np.asarray(cfg.vix_regime.band_edges, dtype=float), vix, side="right")  # 0..3
+    side = "right" if cfg.vix_regime.closed == "left" else "left"  # [a, b) or (a, b]
+    band = np.searchsorted(np.asarray(cfg.vix_regime.band_edges, dtype=float), vix, side=side)  # 0..3
     eq = np.asarray(cfg.vix_rule_equity, dtype=float)[band]
     w = np.zeros((vix.size, panel.n_assets + 1))
     w[:, _col(panel, "SPY")] = eq / 2.0
@@ -183,16 +185,19 @@ def baseline_schedules(
 
 
 def run_baselines(
-    panel: MarketPanel, start_idx: int, end_idx: int, cost_rate: float, config: BaselineConfig | None = None
+    panel: MarketPanel, start_idx: int, end_idx: int, cost_rate: float, config: BaselineConfig | None = None,
+    execution: Execution = "close",
 ) -> dict[str, BacktestResult]:
     """Backtest every configured baseline on the window (decisions at rows ``start_idx .. end_idx-1``,
     earned dates ``panel.dates[start_idx+1 .. end_idx]``) with ``cost_rate * config.cost_multiplier`` per
-    unit turnover, starting from ``config.initial_weights``. Returns ``{name: BacktestResult}``."""
+    unit turnover, starting from ``config.initial_weights``, orders filling per ``execution`` (``ml.costs``).
+    Returns ``{name: BacktestResult}``."""
     cfg = config or BaselineConfig()
     return {
         name: backtest(
             s.weights, panel, start_idx, end_idx, cost_rate,
             cost_multiplier=cfg.cost_multiplier, rebalance=s.rebalance, initial_weights=cfg.initial_weights,
+            execution=execution,
         )
         for name, s in baseline_schedules(panel, start_idx, end_idx, cfg).items()
     }

@@ -11,10 +11,10 @@ Arithmetic: every turnover, cost, net return and weight drift goes through
 code the RL environments use, so a backtest of a policy's weights reproduces the environment's net
 returns. Weights are fractions of equity over the panel's assets and cash (cash LAST, earns 0).
 
-Rebalancing: on a rebalance day the book trades from the weights held going into the decision (the
-previous day's weights drifted with the day's returns) to the target, paying
-``cost_rate * cost_multiplier * turnover``; on other days it keeps the drifted weights (turnover 0, no
-cost), i.e. buy-and-hold between rebalances.
+Rebalancing: on a rebalance day the book trades from the weights it holds when the order fills (the
+previous day's weights drifted with the day's returns, and over the overnight gap for
+``execution="next_open"``) to the target, paying ``cost_rate * cost_multiplier * turnover``; on other days
+it keeps the drifted weights (turnover 0, no cost), i.e. buy-and-hold between rebalances.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ml import costs as cost_model
-from ml.costs import drift_weights
+from ml.costs import Execution, hold_target
 
 if TYPE_CHECKING:  # runtime import would make ml.backtest <-> ml.envs circular
     from ml.envs.market_panel import MarketPanel
@@ -140,6 +140,7 @@ def backtest(
     cost_multiplier: float = 1.0,
     rebalance: RebalanceRule | bool = "daily",
     initial_weights: str | np.ndarray = "cash",
+    execution: Execution = "close",
 ) -> BacktestResult:
     """Backtest target weights over panel rows ``[start_idx, end_idx]`` (decisions at ``start_idx .. end_idx-1``).
 
@@ -152,6 +153,8 @@ def backtest(
     first trading day of each month), ``"never"`` (buy and hold), for these three the first decision always
     trades from ``initial_weights``; ``True``/``False`` = daily/never; or a bool mask ``[n]`` used as given.
     ``initial_weights``: weights held going into the first decision (``"cash"`` default, as the env).
+    ``execution``: when each decision's order fills (:mod:`ml.costs`: ``"close"``, ``"next_open"`` - needs
+    ``panel.gaps`` - or ``"next_close"``); on days without a rebalance the book holds whatever it has then.
     """
     start_idx, end_idx = int(start_idx), int(end_idx)
     if not 0 <= start_idx < end_idx <= panel.n_dates - 1:
@@ -164,6 +167,18 @@ def backtest(
     r = np.concatenate([panel.returns[start_idx + 1 : end_idx + 1], np.zeros((n, 1))], axis=1)
     mask = _rebalance_mask(rebalance, panel, start_idx, end_idx)
     w0 = start_weights(a, initial_weights)
+    g = None
+    if execution == "next_open":
+        if panel.gaps is None:
+            raise ValueError("execution='next_open' needs the panel's overnight gaps (opens); this panel has none")
+        g = np.concatenate([panel.gaps[start_idx + 1 : end_idx + 1], np.zeros((n, 1))], axis=1)
+
+    def after(w_traded: np.ndarray, i) -> np.ndarray:  # weights going into the next decision (any w_old)
+        gi = None if g is None else g[i]
+        return cost_model.rebalance(w_traded, w_traded, r[i], 0.0, execution=execution, gap_returns=gi).drifted
+
+    def hold(w: np.ndarray, i: int) -> np.ndarray:  # the target that trades nothing on day i
+        return hold_target(w, r[i], execution=execution, gap_returns=None if g is None else g[i])
 
     if callable(target_weights):
         w_new = np.empty((n, a + 1))
@@ -171,8 +186,8 @@ def backtest(
         w = w0
         for i in range(n):
             w_in[i] = w
-            w_new[i] = target_weights(start_idx + i, w.copy()) if mask[i] else w
-            w = drift_weights(w_new[i], r[i])
+            w_new[i] = target_weights(start_idx + i, w.copy()) if mask[i] else hold(w, i)
+            w = after(w_new[i], i)
         _check_weights(w_new[mask], a, "policy targets")
     else:
         tw = np.asarray(target_weights, dtype=np.float64)
@@ -181,19 +196,19 @@ def backtest(
         if tw.shape[0] != n:
             raise ValueError(f"target_weights has {tw.shape[0]} rows; expected {n} (one per decision day)")
         _check_weights(tw[mask], a, "target_weights")
-        if mask.all():  # fully vectorised: w_in[i] = drift of w_new[i-1] over its earned day
+        if mask.all():  # fully vectorised: w_in[i] = w_new[i-1] after its earned day
             w_new = np.array(tw, dtype=np.float64)
-            w_in = np.concatenate([w0[None, :], drift_weights(w_new[:-1], r[:-1])], axis=0)
+            w_in = np.concatenate([w0[None, :], after(w_new[:-1], slice(0, n - 1))], axis=0)
         else:
             w_new = np.empty((n, a + 1))
             w_in = np.empty((n, a + 1))
             w = w0
             for i in range(n):
                 w_in[i] = w
-                w_new[i] = tw[i] if mask[i] else w
-                w = drift_weights(w_new[i], r[i])
+                w_new[i] = tw[i] if mask[i] else hold(w, i)
+                w = after(w_new[i], i)
 
-    res = cost_model.rebalance(w_new, w_in, r, rate)  # (``rebalance`` is the schedule argument here)
+    res = cost_model.rebalance(w_new, w_in, r, rate, execution=execution, gap_returns=g)  # (``rebalance``: the schedule)
     gross = np.asarray(res.gross, dtype=np.float64)
     net = np.asarray(res.net, dtype=np.float64)
     turnover = np.asarray(res.turnover, dtype=np.float64)

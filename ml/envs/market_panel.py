@@ -9,6 +9,8 @@ close of t. ``returns[t]`` is the simple return of day t (close of the previous 
 so a decision taken at the close of row t earns ``returns[t+1]``. ``features[t]`` are the observation
 columns named ``feature_names`` (e.g. ``SPY.ret_5d``, ``vix_centered``); ``vix[t]`` is the VIX close known
 at the decision (index points; the VIX-shaped reward, the VIX baselines and the circuit breaker read it).
+``gaps[t]`` (optional) is the overnight part of ``returns[t]``: close of the previous panel row -> open of t
+(from adjusted opens), what the old weights earn when orders fill at the next open (``ml.costs``).
 """
 from __future__ import annotations
 
@@ -29,7 +31,8 @@ class MarketPanel:
     """Per-date arrays for ``A`` assets over ``T`` trading days.
 
     ``dates``: ``datetime64[D] [T]``, strictly increasing; ``returns``: ``[T, A]`` simple returns (> -1);
-    ``features``: ``[T, F]`` named by ``feature_names``; ``vix``: ``[T]``. All float64 and finite.
+    ``features``: ``[T, F]`` named by ``feature_names``; ``vix``: ``[T]``; ``gaps``: ``[T, A]`` overnight
+    simple returns or ``None`` (no opens: only ``execution="close"``/``"next_close"``). All float64 and finite.
     Use :meth:`from_arrays` for toy panels (tests)."""
 
     dates: np.ndarray
@@ -38,6 +41,7 @@ class MarketPanel:
     features: np.ndarray
     feature_names: tuple[str, ...]
     vix: np.ndarray
+    gaps: np.ndarray | None = None
     _hash_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -51,6 +55,11 @@ class MarketPanel:
             raise ValueError(f"{len(self.assets)} asset names for {a} return columns")
         if len(set(self.feature_names)) != len(self.feature_names):
             raise ValueError(f"duplicate feature names in {self.feature_names}")
+        if self.gaps is not None:
+            if self.gaps.shape != (t, a):
+                raise ValueError(f"MarketPanel.gaps has shape {self.gaps.shape}, expected {(t, a)}")
+            if not np.isfinite(self.gaps).all() or (self.gaps <= -1.0).any():
+                raise ValueError("MarketPanel.gaps must be finite and > -1")
         if t < 2:
             raise ValueError("a panel needs at least 2 dates")
         for name in ("returns", "features", "vix"):
@@ -71,6 +80,7 @@ class MarketPanel:
         assets: Sequence[str] | None = None,
         dates: np.ndarray | None = None,
         vix: np.ndarray | None = None,
+        gaps: np.ndarray | None = None,
     ) -> MarketPanel:
         """Panel from raw arrays (float64 copies). Defaults: no features (``[T, 0]``), names ``f0, f1, ...``,
         assets ``A0, A1, ...``, business days from 2000-01-03, ``vix = 20``."""
@@ -86,6 +96,7 @@ class MarketPanel:
             feature_names=tuple(feature_names) if feature_names is not None
             else tuple(f"f{j}" for j in range(feats.shape[1])),
             vix=np.asarray(vix, dtype=np.float64) if vix is not None else np.full(t, 20.0),
+            gaps=None if gaps is None else np.asarray(gaps, dtype=np.float64).reshape(t, a),
         )
 
     @property
@@ -120,7 +131,7 @@ class MarketPanel:
             h.update("|".join(self.assets).encode() + b"#" + "|".join(self.feature_names).encode())
             sl = slice(start_idx, end_idx + 1)
             h.update(np.ascontiguousarray(self.dates[sl].astype("int64")).tobytes())
-            for arr in (self.returns, self.features, self.vix):
+            for arr in (self.returns, self.features, self.vix, *(() if self.gaps is None else (self.gaps,))):
                 h.update(np.ascontiguousarray(arr[sl], dtype=np.float64).tobytes())
             self._hash_cache[key] = h.hexdigest()
         return self._hash_cache[key]

@@ -19,10 +19,11 @@ vix_chg_5d, vix_rel_21, vix_high_63]``) - then the weights held going into t (A 
 Action: ``A + 1`` raw logits (unbounded reals); the target weights are ``softmax(logits)`` (cash last):
 long-only, fully invested, always on the simplex.
 
-Step (decision at close t): turnover, cost and net return via :func:`ml.costs.rebalance`
-(``net = w_new . r_{t+1} - cost_rate * sum|w_new - w_old|``, cash earns 0), then the weights drift with
-day t+1's returns (``w_old`` for the next step = ``w_new (1 + r) / (1 + w_new . r)``), equity is
-multiplied by ``1 + net`` and the next observation is for row t+1.
+Step (decision at close t): turnover, cost and net return via :func:`ml.costs.rebalance` under
+``EnvConfig.execution`` (``"close"``: ``net = w_new . r_{t+1} - cost_rate * sum|w_new - w_old|``, cash earns
+0; ``"next_open"``: the old weights earn the overnight gap, the trade fills at the open of t+1, the new
+weights earn the session; ``"next_close"``: the trade fills at the close of t+1), then the weights drift
+(``w_old`` for the next step), equity is multiplied by ``1 + net`` and the next observation is for row t+1.
 
 Rewards (``EnvConfig.reward``), all per step, in units of daily return unless said otherwise:
 
@@ -53,7 +54,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from ml.costs import rebalance
+from ml.costs import Execution, rebalance
 from ml.data.universe import EQUITY_ASSETS
 from ml.dataset import ObservationSpec
 from ml.envs.market_panel import MarketPanel
@@ -77,6 +78,8 @@ class EnvConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cost_rate: float = Field(default=0.0005, ge=0.0, description="cost per unit turnover (5 bps)")
+    execution: Execution = Field(default="close", description="when the order decided at the close of t fills: "
+                                 "'close' (t), 'next_open' (open of t+1), 'next_close' (close of t+1); ml.costs")
     reward: RewardKind = "vix_shaped"
     vix_lambda: float = Field(default=0.05, ge=0.0)
     vix_penalty: float = Field(default=2.0, ge=0.0)
@@ -193,6 +196,16 @@ def _check_window(panel: MarketPanel, start_idx: int, end_idx: int) -> tuple[int
     return start_idx, end_idx
 
 
+def _gaps(panel: MarketPanel, cfg: EnvConfig) -> np.ndarray | None:
+    """The panel's overnight gaps when the execution model needs them (a clear error when it has none)."""
+    if cfg.execution != "next_open":
+        return None
+    if panel.gaps is None:
+        raise ValueError("execution='next_open' needs the panel's overnight gaps (feature store column "
+                         "ret_intraday for every asset); this panel has none")
+    return panel.gaps
+
+
 def _equity_mask(panel: MarketPanel, cfg: EnvConfig) -> np.ndarray:
     return np.array([a in cfg.equity_assets for a in panel.assets] + [False], dtype=np.float64)
 
@@ -218,6 +231,7 @@ class PortfolioEnv(gym.Env):
         self.start_idx, self.end_idx = _check_window(panel, start_idx, panel.n_dates - 1 if end_idx is None else end_idx)
         self._feat = cfg.obs_features(panel)
         self._ret = panel.returns
+        self._gap = _gaps(panel, cfg)
         self._vix = panel.vix
         self._eq = _equity_mask(panel, cfg)
         self._w0 = initial_weights(panel.n_assets, cfg.initial_weights)
@@ -249,7 +263,8 @@ class PortfolioEnv(gym.Env):
         cfg = self.cfg
         w_new = softmax_weights(np.asarray(action, dtype=np.float64))
         t = self._t
-        res = rebalance(w_new, self._w, self._ret[t + 1], cfg.cost_rate)
+        gap = None if self._gap is None else self._gap[t + 1]
+        res = rebalance(w_new, self._w, self._ret[t + 1], cfg.cost_rate, execution=cfg.execution, gap_returns=gap)
         net = float(res.net)
         sigma = dsr = None
         if cfg.reward == "vol_penalty":
@@ -320,6 +335,9 @@ class BatchedPortfolioEnv:
         self._feat = torch.as_tensor(np.ascontiguousarray(feat.T), dtype=dt).to(dev)  # [F, T]
         ret = np.concatenate([panel.returns, np.zeros((panel.n_dates, 1))], axis=1).T  # cash return 0
         self._ret = torch.as_tensor(np.ascontiguousarray(ret), dtype=dt).to(dev)  # [A+1, T]
+        gaps = _gaps(panel, cfg)
+        self._gap = None if gaps is None else torch.as_tensor(
+            np.ascontiguousarray(np.concatenate([gaps, np.zeros((panel.n_dates, 1))], axis=1).T), dtype=dt).to(dev)
         self._vix = torch.as_tensor(panel.vix, dtype=dt).to(dev)  # [T]
         self._eq = torch.as_tensor(_equity_mask(panel, cfg), dtype=dt).to(dev)  # [A+1]
         self._w0 = torch.as_tensor(initial_weights(A, cfg.initial_weights), dtype=dt).to(dev)[:, None]  # [A+1, 1]
@@ -386,7 +404,9 @@ class BatchedPortfolioEnv:
         cfg = self.cfg
         w_new = torch.softmax(logits_t.to(self.dtype).contiguous(), dim=0)  # [A+1, E]
         t1 = self.t + 1
-        res = rebalance(w_new, self._w, self._ret.index_select(1, t1), cfg.cost_rate, axis=0)
+        gap = None if self._gap is None else self._gap.index_select(1, t1)
+        res = rebalance(w_new, self._w, self._ret.index_select(1, t1), cfg.cost_rate, axis=0,
+                        execution=cfg.execution, gap_returns=gap)
         net = res.net
         sigma = dsr = None
         if cfg.reward == "vol_penalty":

@@ -1,7 +1,8 @@
 """Momentum features (per ticker, from the adjusted ``close``).
 
 Returns are **natural-log** returns ``ln(close_t / close_{t-h})`` (additive over time; ``roc_10``
-is the one simple return). A feature dated t uses only closes dated <= t.
+is the one simple return). A feature dated t uses only prices dated <= t (``ret_intraday`` also reads the
+open of t).
 EMAs are causal recursive EMAs (``ewm_mean(adjust=False)``) seeded with the first observation;
 their warm-up lasts until the seed weighs <= 5 % (see ``_common.ewm_warmup``).
 
@@ -43,6 +44,11 @@ SPECS: tuple[FeatureSpec, ...] = (
         FeatureSpec(f"ret_{h}d", FAMILY, h, "log return", f"ln(close_t / close_(t-{h})), {h}-day log return", h)
         for h in RETURN_HORIZONS
     ],
+    FeatureSpec(
+        "ret_intraday", FAMILY, None, "log return",
+        "ln(close_t / open_t), the session's open-to-close log return (ret_1d - ret_intraday = the overnight "
+        "gap); P&L of orders that fill at the open", 0, inputs="open,close",
+    ),
     FeatureSpec("roc_10", FAMILY, 10, "fraction", "rate of change: close_t / close_(t-10) - 1 (simple return)", 10),
     FeatureSpec(
         "mom_12_1", FAMILY, 252, "log return",
@@ -73,6 +79,7 @@ def momentum_exprs() -> dict[str, pl.Expr]:
     c = pl.col("close")
     lc = pl.col(LOG_CLOSE)
     out: dict[str, pl.Expr] = {f"ret_{h}d": lc - lag(LOG_CLOSE, h) for h in RETURN_HORIZONS}
+    out["ret_intraday"] = lc - pl.col("open").log()
     out["roc_10"] = c / lag("close", 10) - 1.0
     out["mom_12_1"] = lag(LOG_CLOSE, 21) - lag(LOG_CLOSE, 252)
 

@@ -2,7 +2,8 @@
 
 Bands (model routing): low < 15 <= moderate < 20 <= high < 30 <= extreme.
 Buckets (reporting):   calm < 15 <= normal < 20 <= elevated < 25 <= stress < 35 <= panic.
-Intervals are left-closed, right-open ([a, b)), so a VIX of exactly 20 is "high"/"elevated".
+Intervals are left-closed, right-open ([a, b)) by default, so a VIX of exactly 20 is "high"/"elevated";
+``closed="right"`` gives (a, b] (pandas ``pd.cut``, the seed article's convention: 20 is "moderate"/"normal").
 
 Timing: the row dated t carries the VIX close of t (CBOE, 16:15 ET) with the default
 ``vix_lag_days=0`` -- the project's end-of-day batch runs after 16:15 ET (see
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -45,6 +47,8 @@ class VixRegimeConfig(BaseModel):
     vix_lag_days: int = Field(default=0, ge=0, le=5)
     max_staleness_days: int = Field(default=5, ge=0, le=30)
     symbol: str = "VIX"
+    closed: Literal["left", "right"] = Field(default="left", description="interval side that includes its edge: "
+                                             "left = [a, b) (default), right = (a, b] (pd.cut)")
 
     @model_validator(mode="after")
     def _increasing(self) -> VixRegimeConfig:
@@ -55,8 +59,9 @@ class VixRegimeConfig(BaseModel):
         return self
 
 
-def _label(values: np.ndarray, edges: Sequence[float], names: Sequence[str]) -> list[str | None]:
-    idx = np.searchsorted(np.asarray(edges, dtype=float), values, side="right")
+def _label(values: np.ndarray, edges: Sequence[float], names: Sequence[str], closed: str = "left") -> list[str | None]:
+    # [a, b): a value equal to an edge belongs to the interval above it (searchsorted right); (a, b]: below
+    idx = np.searchsorted(np.asarray(edges, dtype=float), values, side="right" if closed == "left" else "left")
     names_arr = np.array(names, dtype=object)
     out = names_arr[np.clip(idx, 0, len(names) - 1)]
     out[~np.isfinite(values)] = None
@@ -66,19 +71,19 @@ def _label(values: np.ndarray, edges: Sequence[float], names: Sequence[str]) -> 
 def vix_band(vix: float, config: VixRegimeConfig | None = None) -> str:
     """4-band label of one VIX level."""
     cfg = config or VixRegimeConfig()
-    return _label(np.array([vix], dtype=float), cfg.band_edges, BANDS)[0]
+    return _label(np.array([vix], dtype=float), cfg.band_edges, BANDS, cfg.closed)[0]
 
 
 def vix_bucket(vix: float, config: VixRegimeConfig | None = None) -> str:
     """5-bucket reporting label of one VIX level."""
     cfg = config or VixRegimeConfig()
-    return _label(np.array([vix], dtype=float), cfg.bucket_edges, BUCKETS)[0]
+    return _label(np.array([vix], dtype=float), cfg.bucket_edges, BUCKETS, cfg.closed)[0]
 
 
 def vix_buckets(values: np.ndarray | Sequence[float], config: VixRegimeConfig | None = None) -> list[str | None]:
-    """5-bucket reporting labels of many VIX levels ([a, b) intervals; None where not finite)."""
+    """5-bucket reporting labels of many VIX levels (``config.closed`` intervals; None where not finite)."""
     cfg = config or VixRegimeConfig()
-    return _label(np.asarray(values, dtype=float), cfg.bucket_edges, BUCKETS)
+    return _label(np.asarray(values, dtype=float), cfg.bucket_edges, BUCKETS, cfg.closed)
 
 
 def vix_regimes(
@@ -115,8 +120,8 @@ def vix_regimes(
     frame = frame.with_columns(pl.col("vix").shift(cfg.vix_lag_days))
     v = frame.get_column("vix").to_numpy().astype(float)  # nulls -> nan
     return frame.with_columns(
-        pl.Series("band", _label(v, cfg.band_edges, BANDS), dtype=pl.Utf8),
-        pl.Series("bucket", _label(v, cfg.bucket_edges, BUCKETS), dtype=pl.Utf8),
+        pl.Series("band", _label(v, cfg.band_edges, BANDS, cfg.closed), dtype=pl.Utf8),
+        pl.Series("bucket", _label(v, cfg.bucket_edges, BUCKETS, cfg.closed), dtype=pl.Utf8),
     ).select([pl.col(c).cast(t) for c, t in VIX_REGIMES_SCHEMA.items()])
 
 

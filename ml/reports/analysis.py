@@ -28,7 +28,7 @@ import polars as pl
 
 from ml.metrics import TRADING_DAYS, cagr, drawdown, max_drawdown, sharpe
 from ml.data.universe import EQUITY_ASSETS
-from ml.regimes.vix import BUCKETS, VixRegimeConfig
+from ml.regimes.vix import BUCKETS, VixRegimeConfig, vix_buckets
 
 __all__ = [
     "DEFAULT_CRISES",
@@ -122,9 +122,7 @@ def _vix_frame(vix: pl.DataFrame, config: VixRegimeConfig | None) -> pl.DataFram
     v = v.unique("date", keep="last").sort("date")
     # Buckets are recomputed from the levels with the configured edges, so a stale or missing
     # ``bucket`` column can never disagree with ``vix``.
-    edges = np.asarray(cfg.bucket_edges, dtype=float)
-    idx = np.searchsorted(edges, v.get_column("vix").to_numpy(), side="right")
-    return v.with_columns(pl.Series("bucket", np.array(BUCKETS, dtype=object)[idx].tolist(), dtype=pl.Utf8))
+    return v.with_columns(pl.Series("bucket", vix_buckets(v.get_column("vix").to_numpy(), cfg), dtype=pl.Utf8))
 
 
 def align_vix(
