@@ -37,14 +37,15 @@ def drawdown(equity: np.ndarray, *, start_peak: float | None = 1.0, window: int 
     """Drawdown at each point of an equity curve: ``equity_t / peak_t - 1`` (fraction <= 0).
 
     ``peak_t`` is the highest equity up to and including t, and at least ``start_peak`` (the starting
-    capital counts as a peak; ``None``: only the curve's own points). With ``window``, the peak is taken
+    capital counts as a peak; ``None``: only the curve's own points); a 2-D array holds one curve per row.
+    With ``window`` (1-D curves only), the peak is taken
     over the last ``window`` points only (a trailing drawdown, as the circuit breaker uses).
     The project's one drawdown implementation: metrics, reports, crisis windows and the breaker call it."""
     e = np.asarray(equity, dtype=np.float64)
     if e.size == 0:
         return e.copy()
     if window is None:
-        peak = np.maximum.accumulate(e)
+        peak = np.maximum.accumulate(e, axis=-1)  # along the last axis: one curve per row of a 2-D array
     else:
         padded = np.concatenate([np.full(int(window) - 1, -np.inf), e])
         peak = np.lib.stride_tricks.sliding_window_view(padded, int(window)).max(axis=1)
@@ -304,6 +305,18 @@ def bootstrap_sharpes(
     return out[0] if single else out
 
 
+def _max_drawdown_rows(x: np.ndarray) -> np.ndarray:
+    """Maximum drawdown (fraction <= 0, from a start capital of 1) of each row of daily returns ``[B, n]``."""
+    return drawdown(np.cumprod(1.0 + x, axis=-1)).min(axis=-1)
+
+
+def bootstrap_max_drawdowns(returns: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """Max drawdown of each stationary-bootstrap resample ``[S, n_boot]`` of aligned series ``[S, n]``
+    (the same resampled rows for every series, so differences are paired)."""
+    x = np.atleast_2d(np.asarray(returns, dtype=float))
+    return np.stack([_max_drawdown_rows(row[indices]) for row in x])
+
+
 def sharpe_ci(
     returns: np.ndarray,
     risk_free: float = 0.0,
@@ -360,8 +373,10 @@ def metrics_table(
     sharpe_ci_high, sortino, max_drawdown, mdd_peak_date, mdd_trough_date, recovery_date, recovery_days
     (null = not recovered), calmar, avg_turnover (null without turnover), hit_rate, worst_day, var_5,
     cvar_5 (positive losses at ``var_level``), psr (vs SR* = 0), risk_free`` and, for each benchmark ``b``,
-    ``sharpe_diff_<b>, sharpe_diff_<b>_ci_low, sharpe_diff_<b>_ci_high`` (null when ``b`` is not among the
-    series). ``start_date`` (the first column) defaults to the first earned date; pass the decision date
+    ``sharpe_diff_<b>, sharpe_diff_<b>_ci_low, sharpe_diff_<b>_ci_high`` and ``mdd_diff_<b>,
+    mdd_diff_<b>_ci_low, mdd_diff_<b>_ci_high`` (max drawdown minus the benchmark's, fractions: > 0 = a
+    shallower drawdown than ``b``; percentile interval of the paired resampled paths' max drawdowns; null
+    when ``b`` is not among the series). ``start_date`` (the first column) defaults to the first earned date; pass the decision date
     before it to date a drawdown peaked at the start capital. One set of stationary-bootstrap rows
     (``n_boot`` x days, mean block ``mean_block``, ``seed``) is shared by every series and difference.
     """
@@ -375,6 +390,7 @@ def metrics_table(
     n = d.size
     idx = stationary_bootstrap_indices(n, n_boot, mean_block, seed) if n >= 2 else None
     boot = bootstrap_sharpes(x, risk_free, indices=idx) if idx is not None else np.full((len(names), 1), np.nan)
+    boot_dd = bootstrap_max_drawdowns(x, idx) if idx is not None else np.full((len(names), 1), np.nan)
     first = d[0].astype(object) if n else None
     rows = []
     for i, name in enumerate(names):
@@ -418,6 +434,13 @@ def metrics_table(
                 row[f"sharpe_diff_{b}"], blo, bhi = None, None, None
             row[f"sharpe_diff_{b}_ci_low"] = blo
             row[f"sharpe_diff_{b}_ci_high"] = bhi
+        for b in benchmark_names:
+            if b in returns_by_name:
+                j = names.index(b)
+                row[f"mdd_diff_{b}"] = float(_max_drawdown_rows(r) - _max_drawdown_rows(x[j]))
+                row[f"mdd_diff_{b}_ci_low"], row[f"mdd_diff_{b}_ci_high"] = _ci(boot_dd[i] - boot_dd[j], alpha)
+            else:
+                row[f"mdd_diff_{b}"] = row[f"mdd_diff_{b}_ci_low"] = row[f"mdd_diff_{b}_ci_high"] = None
         rows.append(row)
     schema: dict[str, pl.DataType] = {
         "strategy": pl.Utf8, "start_date": pl.Date, "end_date": pl.Date, "days": pl.Int64,

@@ -628,3 +628,16 @@ def write_example(path: str = "/tmp/regimeflow_report_example.html") -> str:
     write_report(path, html)
     return path
 
+
+
+def test_benchmark_differences_render_with_their_intervals(synth):
+    m = synth["metrics"].with_columns(  # the columns ml.metrics.metrics_table writes
+        pl.lit(0.05).alias("mdd_diff_spy_buy_hold"), pl.lit(0.01).alias("mdd_diff_spy_buy_hold_ci_low"),
+        pl.lit(0.09).alias("mdd_diff_spy_buy_hold_ci_high"))
+    html = render_report("diffs", ReportContext(source="csv", metrics=m, charts={}))
+    assert "Difference vs the benchmarks" in html
+    assert "mdd_diff_spy_buy_hold_ci_low" not in html  # folded into the cell, not a column of its own
+    row = m.row(0, named=True)
+    lo, hi = row["mdd_diff_spy_buy_hold_ci_low"], row["mdd_diff_spy_buy_hold_ci_high"]
+    from ml.reports.formatting import format_value
+    assert f"[{format_value('max_drawdown', lo)}, {format_value('max_drawdown', hi)}]" in html

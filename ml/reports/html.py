@@ -259,6 +259,7 @@ _METRIC_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
 )  # fmt: skip
 _METRIC_SKIP = {"strategy", "sharpe_ci_low", "sharpe_ci_high", "risk_free"}
+_DIFF_PREFIXES = ("sharpe_diff_", "mdd_diff_")  # vs a benchmark, with a paired-bootstrap CI each
 _CRISIS_COLUMNS = ("window", "strategy", "days", "return", "vs_benchmark", "max_drawdown", "trough_date",
                    "recovery_date", "recovery_days", "partial")  # fmt: skip
 _COST_STRESS_METRICS = ("sharpe", "cagr", "max_drawdown")
@@ -311,7 +312,12 @@ def _metric_tables(m: pl.DataFrame, has_ci: bool) -> list[dict[str, Any]]:
     """The metrics split by theme (one table each; columns no theme names go to "Other"); with a confidence
     interval, Sharpe's cell reads ``0.52 [-0.10, 1.14]``."""
     groups = list(_METRIC_GROUPS)
-    rest = [c for c in m.columns if c not in _METRIC_SKIP and not any(c in g for _, g in groups)]
+    diffs = tuple(c for c in m.columns if c.startswith(_DIFF_PREFIXES) and not c.endswith(("_ci_low", "_ci_high")))
+    if diffs:
+        groups.append(("Difference vs the benchmarks (95% paired stationary-bootstrap CI; max drawdown: > 0 is "
+                       "shallower)", diffs))
+    skip = _METRIC_SKIP | {c for c in m.columns if c.startswith(_DIFF_PREFIXES) and c.endswith(("_ci_low", "_ci_high"))}
+    rest = [c for c in m.columns if c not in skip and not any(c in g for _, g in groups)]
     if rest:
         groups.append(("Other", tuple(rest)))
     used: set[str] = set()
@@ -329,6 +335,14 @@ def _metric_tables(m: pl.DataFrame, has_ci: bool) -> list[dict[str, Any]]:
                 else format_value("sharpe", s)
                 for s, lo, hi in m.select("sharpe", "sharpe_ci_low", "sharpe_ci_high").iter_rows()
             ]
+        for c in present:
+            if c in diffs and {f"{c}_ci_low", f"{c}_ci_high"} <= set(m.columns):
+                kind = "sharpe" if c.startswith("sharpe") else "max_drawdown"
+                formatted[c] = [
+                    format_value(kind, v) if is_missing(v) or is_missing(lo)
+                    else f"{format_value(kind, v)} [{format_value(kind, lo)}, {format_value(kind, hi)}]"
+                    for v, lo, hi in m.select(c, f"{c}_ci_low", f"{c}_ci_high").iter_rows()
+                ]
         sub = m.select(["strategy", *present] if "strategy" in m.columns else present)
         tables.append({"heading": heading, "frame": sub, "formatted": formatted})
     return tables
