@@ -165,7 +165,7 @@ def test_report_frame_and_markdown(bars):
     assert isinstance(report, LookaheadReport)
     frame = report.to_frame()
     assert frame.columns[:3] == ["feature", "passed", "n_cutoffs"]
-    assert frame.height == 12 and frame["passed"].all()
+    assert frame.height == 13 and frame["passed"].all()  # the momentum family
     assert frame.schema["first_offending_date"] == pl.Date
     md = report.to_markdown()
     assert md.startswith("**Look-ahead check PASSED") and "| rsi_14 | pass |" in md
