@@ -47,10 +47,10 @@ __all__ = ["EXECUTIONS", "Execution", "RebalanceResult", "drift_weights", "hold_
 class RebalanceResult(NamedTuple):
     """Outputs of :func:`rebalance`; every field has the leading batch shape ``...`` (weights ``[..., A+1]``)."""
 
-    net: Any  #: net return of day t+1 (fraction of equity): ``gross - cost``
-    gross: Any  #: ``w_new . r_{t+1}`` before costs
-    turnover: Any  #: ``sum |w_new - w_old|`` incl. cash (0 .. 2)
-    drifted: Any  #: weights held going into t+1 (after day t+1's returns), on the simplex
+    net: Any  #: net return of day t+1 (fraction of the equity at close t): ``gross - cost`` for ``"close"``
+    gross: Any  #: day t+1's return before costs (``w_new . r_{t+1}`` for ``"close"``)
+    turnover: Any  #: ``sum |w_new - w_held|`` incl. cash (0 .. 2), ``w_held`` = the weights at the fill
+    drifted: Any  #: weights going into the next decision (after day t+1), on the simplex
 
 
 def _with_cash(next_returns: Any, n_cols: int, axis: int) -> Any:
@@ -83,7 +83,8 @@ Execution = Literal["close", "next_open", "next_close"]
 EXECUTIONS: tuple[str, ...] = ("close", "next_open", "next_close")
 
 
-def rebalance(weights_new: Any, weights_old: Any, next_returns: Any, cost_rate: float, axis: int = -1, *,
+def rebalance(
+    weights_new: Any, weights_old: Any, next_returns: Any, cost_rate: float, axis: int = -1, *,
     execution: Execution = "close", gap_returns: Any = None,
 ) -> RebalanceResult:
     """Rebalance from ``weights_old`` to ``weights_new`` decided at close t, earn day t+1, drift the weights.
