@@ -77,7 +77,10 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
     last = last_decision_date(wh)
     first = date.fromisoformat(config.first_date) if config.first_date else None
     try:
-        rows, skipped = rows_to_decide(panel.dates, last, first, fold.train_end)
+        # never decide on a day the policy trained on (its window can run through the embargo)
+        trained = date.fromisoformat(ppo.train_window[1]) if ppo.train_window[1] else fold.train_end
+        trained_through = max(fold.train_end, trained)
+        rows, skipped = rows_to_decide(panel.dates, last, first, trained_through)
     except ValueError as exc:
         raise dg.Failure(str(exc)) from exc
     if skipped:

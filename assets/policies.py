@@ -42,8 +42,9 @@ def policy_ppo(context: dg.AssetExecutionContext, policy: PolicyResource, featur
     env_cfg, ppo_cfg = policy.env_config(), policy.ppo_config()
     panel = policy_panel(features, env_cfg.observation, sector_probabilities=sector_probabilities,
                          prescreen=prescreen.model, vix_regimes=vix, end=fold.test_end)
-    lo, hi = panel.index_range(fold.train_start, fold.train_end)
-    context.log.info(f"fold {fold.key}: PPO on {fold.train_start}..{fold.train_end} ({hi - lo} decision days), "
+    train_start, train_end = policy.train_window(fold)
+    lo, hi = panel.index_range(train_start, train_end)
+    context.log.info(f"fold {fold.key}: PPO on {train_start}..{train_end} ({hi - lo} decision days), "
                      f"{ppo_cfg.total_steps:,} env steps, {ppo_cfg.num_envs} envs, reward {env_cfg.reward}, "
                      f"{len(panel.feature_names)} observed columns: {', '.join(panel.feature_names)}")
 

@@ -35,7 +35,7 @@ from ml.agents.ppo import PPOConfig, evaluate_policy, train_ppo  # noqa: E402
 from ml.artifacts import load_joblib  # noqa: E402
 from ml.backtest import backtest  # noqa: E402
 from ml.data.universe import ALLOCATION_ASSETS, EQUITY_ASSETS  # noqa: E402
-from ml.dataset import OBSERVATION_VARIANTS, policy_panel  # noqa: E402
+from ml.dataset import ABLATION_VARIANTS, OBSERVATION_VARIANTS, policy_panel  # noqa: E402
 from ml.envs.portfolio import EnvConfig  # noqa: E402
 from ml.folds import fold_from_frame, yearly_keys  # noqa: E402
 from warehouse import Warehouse  # noqa: E402
@@ -68,7 +68,7 @@ def _prescreen(wh: Warehouse, root: Path, fold, features, labels, vix, generatio
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--warehouse", default=None, help="warehouse file (default $REGIMEFLOW_WAREHOUSE or ./data/...)")
-    parser.add_argument("--variants", default=",".join(OBSERVATION_VARIANTS))
+    parser.add_argument("--variants", default=",".join(ABLATION_VARIANTS))
     parser.add_argument("--folds", default="all", help="'all' yearly folds or keys like 2019,2020")
     parser.add_argument("--prescreen-generations", type=int, default=3)
     parser.add_argument("--work", default="/tmp/regimeflow-ablation")

@@ -139,6 +139,8 @@ class RegimeResource(dg.ConfigurableResource):
                                               "extreme. " + _ML_DEFAULT.format("15, 20, 30"))
     bucket_edges: Optional[list[float]] = Field(default=None, description="VIX edges of calm | normal | elevated | "
                                                 "stress | panic. " + _ML_DEFAULT.format("15, 20, 25, 35"))
+    closed: Optional[str] = Field(default=None, description="left: [a, b) intervals | right: (a, b] (pd.cut). "
+                                  + _ML_DEFAULT.format("left"))
     hmm_mode: Optional[str] = Field(default=None, description="etf: one sector ETF per sector; basket: "
                                     "equal-weighted stocks. " + _ML_DEFAULT.format("etf"))
     hmm_window: Optional[int] = Field(default=None, description="Trailing window (trading days) of the HMM "
@@ -151,7 +153,7 @@ class RegimeResource(dg.ConfigurableResource):
         from ml.regimes.vix import VixRegimeConfig
 
         kw = {k: tuple(v) for k, v in overrides(self, ["band_edges", "bucket_edges"]).items()}
-        return VixRegimeConfig(**kw)
+        return VixRegimeConfig(**kw, **overrides(self, ["closed"]))
 
     def hmm_config(self):
         from ml.regimes.hmm import HmmConfig
@@ -201,6 +203,20 @@ class PolicyResource(dg.ConfigurableResource):
                                        + _ML_DEFAULT.format("1,000,000"))
     num_envs: Optional[int] = Field(default=None, description="Environments stepped at once (batched torch env). "
                                     + _ML_DEFAULT.format("512"))
+    num_steps: Optional[int] = Field(default=None, description="Steps per env per rollout. " + _ML_DEFAULT.format("64"))
+    update_epochs: Optional[int] = Field(default=None, description="PPO epochs per rollout. " + _ML_DEFAULT.format("2"))
+    num_minibatches: Optional[int] = Field(default=None, description="Minibatches per epoch (1 = full batch). "
+                                           + _ML_DEFAULT.format("8"))
+    ent_coef: Optional[float] = Field(default=None, description="Entropy bonus. " + _ML_DEFAULT.format("0"))
+    shared_body: Optional[bool] = Field(default=None, description="One tanh body for actor and critic. "
+                                        + _ML_DEFAULT.format("false"))
+    observed_weights: Optional[str] = Field(default=None, description="held (drifted) | target (previous target) "
+                                            "weights in the observation. " + _ML_DEFAULT.format("held"))
+    episode_starts: Optional[str] = Field(default=None, description="random | sequential training episodes. "
+                                          + _ML_DEFAULT.format("random"))
+    train_through_embargo: bool = Field(default=False, description="Train the policy up to the session before the "
+                                        "test window (the label embargo exists for label-trained models; PPO reads "
+                                        "no labels). Only for observations without prescreen scores.")
     seed: Optional[int] = None
     device: Optional[str] = Field(default=None, description="auto (CUDA when available, else CPU) | cpu | cuda. "
                                   + _ML_DEFAULT.format("auto"))
@@ -209,7 +225,7 @@ class PolicyResource(dg.ConfigurableResource):
         from ml.dataset import observation_variant
         from ml.envs.portfolio import EnvConfig
 
-        kw = overrides(self, ["reward", "episode_length", "execution"])
+        kw = overrides(self, ["reward", "episode_length", "execution", "observed_weights", "episode_starts"])
         if self.cost_bps is not None:
             kw["cost_rate"] = self.cost_bps / 1e4
         if self.observation is not None:
@@ -219,7 +235,20 @@ class PolicyResource(dg.ConfigurableResource):
     def ppo_config(self):
         from ml.agents.ppo import PPOConfig
 
-        return PPOConfig(**overrides(self, ["total_steps", "num_envs", "seed", "device"]))
+        return PPOConfig(**overrides(self, ["total_steps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
+                                            "ent_coef", "shared_body", "seed", "device"]))
+
+    def train_window(self, fold) -> tuple:
+        """``(first, last)`` earned dates the policy trains on: the fold's train window, or (with
+        ``train_through_embargo``) through the last session before its test window."""
+        if not self.train_through_embargo:
+            return fold.train_start, fold.train_end
+        if self.env_config().observation.prescreen:
+            raise ValueError("train_through_embargo with prescreen observations would train on scores of "
+                             "label-trained models inside their embargo; use it with label-free observations only")
+        from datetime import timedelta
+
+        return fold.train_start, fold.test_start - timedelta(days=1)
 
     @property
     def cost_rate(self) -> float:

@@ -68,7 +68,8 @@ class ObservationSpec(BaseModel):
         return self.sector_regimes != "none" or self.prescreen
 
 
-#: The observation variants of the ablation (README): base = the default.
+#: The observation variants (base = the default; base..all: the README's ablation; seed_faithful: the seed
+#: article's definitions - daily std of simple returns, VIX percent change - for the seed-faithful profile).
 OBSERVATION_VARIANTS: dict[str, ObservationSpec] = {
     "base": ObservationSpec(),
     "term": ObservationSpec(market_features=(*ObservationSpec().market_features, *TERM_FEATURES)),
@@ -76,7 +77,10 @@ OBSERVATION_VARIANTS: dict[str, ObservationSpec] = {
     "prescreen": ObservationSpec(prescreen=True),
     "all": ObservationSpec(market_features=(*ObservationSpec().market_features, *TERM_FEATURES),
                            sector_regimes="breadth", prescreen=True),
+    "seed_faithful": ObservationSpec(asset_features=("ret_5d", "ret_21d", "rv_21d_simple"),
+                                     market_features=("vix_centered", "vix_pct_chg_5d", "vix_rel_21", "vix_high_63")),
 }
+ABLATION_VARIANTS: tuple[str, ...] = ("base", "term", "hmm", "prescreen", "all")
 
 
 def observation_variant(name: str) -> ObservationSpec:

@@ -136,7 +136,8 @@ def decide_sessions(
             equity.append(equity[-1] * growth)
         equity = equity[-window:]
         dd = trailing_drawdown(np.array(equity), window)
-        obs = cfg.observe(feats[t], held).astype(np.float64)  # the env's dtype, stored losslessly
+        seen = target_prev if cfg.observed_weights == "target" and target_prev is not None else held
+        obs = cfg.observe(feats[t], seen).astype(np.float64)  # the env's dtype, stored losslessly
         w_policy = policy_weights(policy, obs)
         vix = float(panel.vix[t])
         target, active, reason = _apply_breaker(w_policy, panel.assets, vix, dd, breaker)

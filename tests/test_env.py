@@ -267,7 +267,7 @@ def test_clip_obs_clips_features_never_weights(panel):
 
 @pytest.mark.parametrize(("reward", "execution"), [
     ("vix_shaped", "close"), ("vol_penalty", "close"), ("differential_sharpe", "close"), ("net", "close"),
-    ("vix_shaped", "next_open"), ("net", "next_open"), ("net", "next_close")])
+    ("vix_shaped", "next_open"), ("net", "next_open"), ("net", "next_close"), ("vix_shaped", "seed_protocol")])
 def test_batched_and_gym_faces_agree(panel, reward, execution):
     """Same start rows and action sequences -> same observations, rewards and done flags (float64).
 
@@ -275,8 +275,9 @@ def test_batched_and_gym_faces_agree(panel, reward, execution):
     agree to rounding (<= 1e-12 absolute), not necessarily bit for bit.
     """
     E, lo, hi = 6, 20, 160
-    cfg = EnvConfig(reward=reward, episode_length=25, terminate_below=0.97, vol_kappa=0.001, dtype="float64",
-                    execution=execution)
+    extra = ({"observed_weights": "target", "episode_starts": "sequential"} if execution == "seed_protocol"
+             else {"execution": execution})
+    cfg = EnvConfig(reward=reward, episode_length=25, terminate_below=0.97, vol_kappa=0.001, dtype="float64", **extra)
     benv = BatchedPortfolioEnv(panel, cfg, lo, hi, num_envs=E, seed=5)
     obs_b = benv.reset()
     envs = [PortfolioEnv(panel, cfg, lo, hi) for _ in range(E)]
@@ -397,3 +398,28 @@ def test_real_snapshot_panel(real_data_dir):
     assert str(p.dates[lo + 1]) == "2008-01-02" and str(p.dates[hi]) == "2019-12-31"
     # SPY total return 2008-01-02 .. 2019-12-31 (dividends reinvested): about x2.82
     assert math.isclose(float(np.prod(1 + p.returns[lo + 1 : hi + 1, 0])), 2.82, rel_tol=0.02)
+
+
+def test_target_weights_in_the_observation_and_sequential_episodes(panel):
+    cfg = EnvConfig(reward="net", episode_length=30, terminate_below=None, dtype="float64",
+                    observed_weights="target", episode_starts="sequential")
+    lo, hi = 10, 100
+    env = BatchedPortfolioEnv(panel, cfg, lo, hi, num_envs=3, seed=0)
+    obs = env.reset()
+    assert env.start.tolist() == [lo, lo + 30, lo + 60]  # spread over the window
+    np.testing.assert_array_equal(obs[:, -5:].numpy(), np.tile([0, 0, 0, 0, 1.0], (3, 1)))
+    logits = torch.log(torch.tensor([[0.4, 0.3, 0.1, 0.1, 0.1]] * 3, dtype=torch.float64))
+    obs, *_ , info = env.step(logits)
+    np.testing.assert_allclose(obs[:, -5:].numpy(), info["weights"].numpy(), atol=1e-15)  # undrifted target
+    assert not np.allclose(env.weights.numpy(), info["weights"].numpy())  # while the book has drifted
+    for _ in range(29):
+        env.step(logits)
+    # episodes of 30: each env continues where it stopped; the last one wraps to the window start
+    assert env.start.tolist() == [lo + 30, lo + 60, lo]
+    gym_env = PortfolioEnv(panel, cfg, lo, hi)
+    gym_env.reset(seed=1)
+    assert gym_env._t == lo
+    for _ in range(30):
+        gym_env.step(np.zeros(5))
+    gym_env.reset(seed=1)
+    assert gym_env._t == lo + 30  # the next episode starts where the last one ended

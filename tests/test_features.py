@@ -477,3 +477,27 @@ def test_real_snapshot_features_sane():
     ).height
     assert spy["corr_spy_63"].drop_nulls().min() > 0.999999
     assert f["rsi_14"].drop_nulls().is_between(0, 100).all()
+
+
+def test_seed_article_feature_definitions():
+    """rv_21d_simple: 21-day std (ddof=1) of simple returns, not annualised; vix_pct_chg_5d: VIX_t / VIX_(t-5) - 1."""
+    from datetime import date
+
+    import numpy as np
+    import polars as pl
+
+    from ml.data.synthetic import generate_market
+    from ml.data.universe import Universe
+    from ml.features import compute_features
+
+    m = generate_market(Universe(include_stocks=False, sector_etfs=[], history_start=date(2015, 1, 1),
+                                 history_end=date(2015, 12, 31)), seed=5)
+    f = compute_features(m.bars, m.index_bars).filter(pl.col("ticker") == "QQQ").sort("date")
+    close = m.bars.filter(pl.col("ticker") == "QQQ").sort("date")["close"].to_numpy()
+    simple = close[1:] / close[:-1] - 1
+    t = 100
+    assert f["rv_21d_simple"][t] == pytest.approx(np.std(simple[t - 21:t], ddof=1), rel=1e-10)
+    vix = f["vix_level"].to_numpy()
+    assert f["vix_pct_chg_5d"][t] == pytest.approx(vix[t] / vix[t - 5] - 1, rel=1e-12)
+    assert f["ret_intraday"][t] == pytest.approx(
+        np.log(close[t] / m.bars.filter(pl.col("ticker") == "QQQ").sort("date")["open"][t]), rel=1e-12)

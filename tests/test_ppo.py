@@ -200,3 +200,19 @@ def test_every_reward_trains_without_nan(reward):
     assert all(torch.isfinite(v).all() for v in result.policy.state_dict().values())
     frame = evaluate_policy(result.policy, panel, 500, 599).to_frame(panel.assets)
     assert frame.columns == ["date", "w_X", "w_cash", "net_return"] and frame.height == 99
+
+
+def test_shared_body_shares_the_body_and_survives_a_checkpoint(toy, tmp_path):
+    panel, *_ = toy
+    cfg = TOY_PPO.model_copy(update={"shared_body": True, "total_steps": 2048, "update_epochs": 2})
+    result = train_ppo(panel, *TRAIN, TOY_ENV, cfg)
+    pol = result.policy
+    assert pol.critic[0].weight is pol.actor[0].weight and pol.critic[2].weight is pol.actor[2].weight
+    assert pol.critic[-1] is not pol.actor[-1] and pol.critic[-1].out_features == 1
+    n_shared = sum(p.numel() for p in pol.parameters())
+    separate = PPOPolicy(pol.obs_dim, pol.n_actions)
+    assert n_shared < sum(p.numel() for p in separate.parameters())  # one body, not two
+    path = save_checkpoint(tmp_path / "shared.pt", pol)
+    loaded = load_checkpoint(path)
+    assert loaded.shared_body and loaded.critic[0].weight is loaded.actor[0].weight
+    np.testing.assert_array_equal(evaluate_policy(pol, panel, *TEST).weights, evaluate_policy(loaded, panel, *TEST).weights)

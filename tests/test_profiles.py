@@ -56,7 +56,7 @@ def test_resource_fields_are_overrides_of_ml_config_fields():
 
 
 def test_profiles_are_run_config_files():
-    assert set(PROFILE_NAMES) == {"default", "large"}
+    assert set(PROFILE_NAMES) == {"default", "large", "seed-faithful"}
     assert load_profile("default") == {"resources": {}}
     large = load_profile("large")
     assert large["resources"]["policy"]["config"]["total_steps"] == 4_000_000
@@ -79,3 +79,24 @@ def test_a_profile_configures_the_resources_of_a_run():
     assert seen["steps"] == 4_000_000
     dg.materialize([probe], resources=resources, run_config=load_profile("default"))
     assert seen["steps"] == PPOConfig().total_steps
+
+
+def test_seed_faithful_profile_is_the_articles_protocol():
+    from datetime import date
+
+    from ml.folds import Fold
+
+    cfg = load_profile("seed-faithful")["resources"]["policy"]["config"]
+    policy = PolicyResource(**cfg)
+    env, ppo = policy.env_config(), policy.ppo_config()
+    assert (env.observed_weights, env.episode_starts, env.execution, env.episode_length) == ("target", "sequential",
+                                                                                             "close", 1024)
+    assert env.observation.asset_features[-1] == "rv_21d_simple" and "vix_pct_chg_5d" in env.observation.market_features
+    assert (ppo.num_envs, ppo.num_steps, ppo.total_steps // (ppo.num_envs * ppo.num_steps)) == (1, 1024, 60)
+    assert (ppo.update_epochs, ppo.num_minibatches, ppo.ent_coef, ppo.shared_body) == (8, 1, 0.01, True)
+    fold = Fold("seed-2008-2019", date(2008, 1, 2), date(2019, 11, 29), 21, date(2020, 1, 2), date(2025, 12, 31))
+    assert policy.train_window(fold) == (date(2008, 1, 2), date(2020, 1, 1))  # through 2019-12-31: no embargo
+    assert PolicyResource().train_window(fold) == (date(2008, 1, 2), date(2019, 11, 29))
+    with pytest.raises(ValueError, match="label-free"):
+        PolicyResource(observation="prescreen", train_through_embargo=True).train_window(fold)
+    assert RegimeResource(closed="right").vix_config().closed == "right"

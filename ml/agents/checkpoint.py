@@ -5,7 +5,7 @@ File content (only tensors and primitive containers, so ``torch.load`` with ``we
 ``format``           ``"regimeflow.ppo_policy/1"``
 ``state_dict``       actor/critic/log-std weights **and the observation normaliser** (``obs_rms.mean``,
                      ``obs_rms.var``, ``obs_rms.count``: float64, fitted on the train window)
-``architecture``     ``{"obs_dim", "n_actions", "hidden_sizes", "obs_clip"}``
+``architecture``     ``{"obs_dim", "n_actions", "hidden_sizes", "obs_clip", "shared_body"}`` (absent = False)
 ``env_config``       :class:`~ml.envs.portfolio.EnvConfig` as a JSON string
 ``ppo_config``       :class:`~ml.agents.ppo.PPOConfig` as a JSON string
 ``obs_names``        observation column names (list of str); ``assets`` (list of str)
@@ -129,7 +129,8 @@ def load_checkpoint(
     try:
         policy = PPOPolicy(
             int(arch["obs_dim"]), int(arch["n_actions"]), tuple(arch["hidden_sizes"]),
-            obs_clip=float(arch["obs_clip"]), env_config=env_cfg, ppo_config=ppo_cfg,
+            obs_clip=float(arch["obs_clip"]), shared_body=bool(arch.get("shared_body", False)),
+            env_config=env_cfg, ppo_config=ppo_cfg,
             obs_names=list(payload["obs_names"]), assets=tuple(payload["assets"]),
             data_hash=str(payload["data_hash"]), train_window=tuple(payload.get("train_window") or ("", "")),
         )

@@ -91,6 +91,8 @@ class PPOConfig(BaseModel):
     target_kl: float | None = None
     norm_adv: bool = True
     hidden_sizes: tuple[int, ...] = (128, 128)
+    shared_body: bool = Field(default=False, description="one tanh body for actor and critic (two linear heads), "
+                              "as the seed article; default: separate bodies (CleanRL)")
     init_log_std: float = -0.5
     normalize_obs: bool = True
     normalize_rewards: bool = True
@@ -202,6 +204,7 @@ class PPOPolicy(nn.Module):
         init_log_std: float = -0.5,
         obs_clip: float = 10.0,
         *,
+        shared_body: bool = False,
         env_config: EnvConfig | None = None,
         ppo_config: PPOConfig | None = None,
         obs_names: list[str] | None = None,
@@ -213,8 +216,13 @@ class PPOPolicy(nn.Module):
         self.obs_dim, self.n_actions = int(obs_dim), int(n_actions)
         self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
         self.obs_rms = RunningMeanStd(obs_dim, clip=obs_clip)
+        self.shared_body = bool(shared_body)
         self.actor = _mlp(obs_dim, self.hidden_sizes, n_actions, 0.01)
-        self.critic = _mlp(obs_dim, self.hidden_sizes, 1, 1.0)
+        if self.shared_body:  # the critic reuses the actor's body modules (the same parameters), own head
+            width = self.hidden_sizes[-1] if self.hidden_sizes else obs_dim
+            self.critic = nn.Sequential(*list(self.actor)[:-1], _layer(width, 1, 1.0))
+        else:
+            self.critic = _mlp(obs_dim, self.hidden_sizes, 1, 1.0)
         self.log_std = nn.Parameter(torch.full((n_actions,), float(init_log_std)))
         self.env_config = env_config or EnvConfig()
         self.ppo_config = ppo_config or PPOConfig()
@@ -263,6 +271,7 @@ class PPOPolicy(nn.Module):
             "n_actions": self.n_actions,
             "hidden_sizes": list(self.hidden_sizes),
             "obs_clip": self.obs_rms.clip,
+            "shared_body": self.shared_body,
         }
 
 
@@ -348,7 +357,7 @@ def train_ppo(
         dates = panel.dates
         policy = PPOPolicy(
             env.obs_dim, env.n_assets + 1, cfg.hidden_sizes, cfg.init_log_std, cfg.obs_clip,
-            env_config=env_cfg, ppo_config=cfg, obs_names=env_cfg.obs_names(panel), assets=panel.assets,
+            shared_body=cfg.shared_body, env_config=env_cfg, ppo_config=cfg, obs_names=env_cfg.obs_names(panel), assets=panel.assets,
             data_hash=panel.data_hash(start_idx, end_idx),
             train_window=(str(dates[start_idx + 1]), str(dates[end_idx])),
         ).to(device)

@@ -93,6 +93,12 @@ class EnvConfig(BaseModel):
     episode_length: int = Field(default=1024, ge=1, description="steps (trading days) per episode")
     terminate_below: float | None = Field(default=0.5, gt=0.0, lt=1.0)
     initial_weights: Literal["cash", "equal"] = "cash"
+    observed_weights: Literal["held", "target"] = Field(
+        default="held", description="weights in the observation: held (drifted into the decision, default) or "
+        "target (the previous decision's target, undrifted: the seed article)")
+    episode_starts: Literal["random", "sequential"] = Field(
+        default="random", description="random: every episode starts at a uniform training row; sequential: the "
+        "next episode starts where the last one ended (env e's first at start + e * span / E), wrapping at the end")
     observation: ObservationSpec = Field(default_factory=ObservationSpec,
                                          description="the dataset columns the policy observes (ml.dataset)")
     clip_obs: float | None = Field(default=None, ge=1.0, description="clip raw observations to +-clip_obs "
@@ -240,10 +246,10 @@ class PortfolioEnv(gym.Env):
         bound = np.inf if cfg.clip_obs is None else cfg.clip_obs
         self.observation_space = gym.spaces.Box(-bound, bound, shape=(n,), dtype=self._dtype)
         self.action_space = gym.spaces.Box(-np.inf, np.inf, shape=(panel.n_assets + 1,), dtype=self._dtype)
-        self._t = self.start_idx
+        self._t = self._next_start = self.start_idx
 
     def _obs(self) -> np.ndarray:
-        return self.cfg.observe(self._feat[self._t], self._w)
+        return self.cfg.observe(self._feat[self._t], self._w_seen)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -251,10 +257,13 @@ class PortfolioEnv(gym.Env):
             s = int(options["start_idx"])
             if not self.start_idx <= s < self.end_idx:
                 raise ValueError(f"start_idx {s} outside [{self.start_idx}, {self.end_idx - 1}]")
+        elif self.cfg.episode_starts == "sequential":
+            s = self._next_start
         else:
             s = int(self.np_random.integers(self.start_idx, self.end_idx))
         self._t, self._steps, self._equity = s, 0, 1.0
         self._w = self._w0.copy()
+        self._w_seen = self._w
         self._vol_buf = np.zeros(self.cfg.vol_window)
         self._dsr_a, self._dsr_b = 0.0, self.cfg.dsr_init_var
         return self._obs(), {"t": self._t}
@@ -278,6 +287,8 @@ class PortfolioEnv(gym.Env):
         self._steps += 1
         self._t = t + 1
         self._w = res.drifted
+        self._w_seen = w_new if cfg.observed_weights == "target" else self._w
+        self._next_start = self._t if self._t < self.end_idx else self.start_idx
         terminated = cfg.terminate_below is not None and self._equity < cfg.terminate_below
         truncated = (not terminated) and (self._steps >= cfg.episode_length or self._t >= self.end_idx)
         info = {"t": self._t, "net": net, "turnover": float(res.turnover), "weights": w_new, "equity": self._equity}
@@ -348,6 +359,7 @@ class BatchedPortfolioEnv:
         self.start = torch.zeros(E, dtype=torch.long, device=dev)
         self.steps = torch.zeros(E, dtype=torch.long, device=dev)
         self._w = self._w0.expand(-1, E).clone()  # [A+1, E]
+        self._w_seen = self._w  # the weights in the observation (held, or the previous target)
         self.equity = torch.ones(E, dtype=dt, device=dev)
         self._vol_buf = torch.zeros(cfg.vol_window, E, dtype=dt, device=dev)
         self._dsr_a = torch.zeros(E, dtype=dt, device=dev)
@@ -364,18 +376,25 @@ class BatchedPortfolioEnv:
             self.start_idx, self.end_idx, (self.num_envs,), generator=self._generator, device=self.device
         )
 
+    def _first_starts(self) -> torch.Tensor:
+        """Starts of a full reset: random, or (sequential) env e at ``start + e * span // E``."""
+        if self.cfg.episode_starts == "random":
+            return self._sample_starts()
+        span = self.end_idx - self.start_idx
+        return self.start_idx + torch.arange(self.num_envs, device=self.device) * span // self.num_envs
+
     def _make_obs_t(self) -> torch.Tensor:
         """Observation, features first ``[D, E]`` (contiguous)."""
         out = torch.empty(self.obs_dim, self.num_envs, dtype=self.dtype, device=self.device)
         torch.index_select(self._feat, 1, self.t, out=out[: self.n_features])
-        out[self.n_features :] = self._w  # weights are in [0, 1]: never clipped
+        out[self.n_features :] = self._w_seen  # weights are in [0, 1]: never clipped
         return out
 
     # -- API -----------------------------------------------------------------------------------------
     def reset(self, starts: torch.Tensor | np.ndarray | list[int] | None = None) -> torch.Tensor:
         """Reset every env (random starts, or the given start rows ``[E]``); returns observations ``[E, D]``."""
         if starts is None:
-            s = self._sample_starts()
+            s = self._first_starts()
         else:
             s = torch.as_tensor(starts, dtype=torch.long).to(self.device).reshape(self.num_envs)
             if bool(((s < self.start_idx) | (s >= self.end_idx)).any()):
@@ -384,6 +403,7 @@ class BatchedPortfolioEnv:
         self.start = s.clone()
         self.steps = torch.zeros_like(s)
         self._w = self._w0.expand(-1, self.num_envs).clone()
+        self._w_seen = self._w
         self.equity = torch.ones(self.num_envs, dtype=self.dtype, device=self.device)
         self._vol_buf = torch.zeros_like(self._vol_buf)
         self._dsr_a = torch.zeros_like(self.equity)
@@ -420,6 +440,7 @@ class BatchedPortfolioEnv:
         equity = self.equity * (1.0 + net)
         steps = self.steps + 1
         self.t, self._w = t1, res.drifted
+        self._w_seen = w_new if cfg.observed_weights == "target" else self._w
         terminated = equity < self._term_level
         truncated = ((steps >= cfg.episode_length) | (t1 >= self.end_idx)) & ~terminated
         done = terminated | truncated
@@ -427,12 +448,16 @@ class BatchedPortfolioEnv:
         if self.return_final_obs:
             info["final_obs"] = self._make_obs_t().t()
         # vectorised auto-reset of finished envs
-        new_start = self._sample_starts()
+        if cfg.episode_starts == "random":
+            new_start = self._sample_starts()
+        else:  # continue where the episode ended; back to the window start at its end
+            new_start = torch.where(t1 >= self.end_idx, self.start_idx, t1)
         self.t = torch.where(done, new_start, t1)
         self.start = torch.where(done, new_start, self.start)
         self.steps = steps.masked_fill(done, 0)
         self.equity = equity.masked_fill(done, 1.0)
         self._w = torch.where(done, self._w0, self._w)
+        self._w_seen = torch.where(done, self._w0, self._w_seen)
         if cfg.reward == "vol_penalty":
             self._vol_buf = self._vol_buf.masked_fill(done, 0.0)
         elif cfg.reward == "differential_sharpe":

@@ -44,7 +44,8 @@ BETA_WINDOW = 63
 RS_WINDOWS: tuple[int, ...] = (21, 63)
 
 VIX_FEATURES: tuple[str, ...] = (
-    "vix_level", "vix_centered", "vix_chg_5d", "vix_rel_21", "vix_high_63", "vix_term", "vix_term_chg_5d",
+    "vix_level", "vix_centered", "vix_chg_5d", "vix_pct_chg_5d", "vix_rel_21", "vix_high_63", "vix_term",
+    "vix_term_chg_5d",
 )
 
 
@@ -56,6 +57,10 @@ def vix_specs(vix_lag_days: int = 0) -> tuple[FeatureSpec, ...]:
         FeatureSpec("vix_level", FAMILY, None, "index points", f"VIX close (lag {lag} trading days)", lag, "VIX", cal),
         FeatureSpec("vix_centered", FAMILY, None, "unitless", "(VIX - 20) / 10", lag, "VIX", cal),
         FeatureSpec("vix_chg_5d", FAMILY, 5, "index points", "VIX_t - VIX_(t-5)", lag + 5, "VIX", cal),
+        FeatureSpec(
+            "vix_pct_chg_5d", FAMILY, 5, "fraction", "VIX_t / VIX_(t-5) - 1 (the seed article's pct_change(5))",
+            lag + 5, "VIX", cal,
+        ),
         FeatureSpec(
             "vix_rel_21", FAMILY, 21, "fraction", "VIX / mean(VIX over 21 rows ending at t) - 1", lag + 20, "VIX", cal
         ),
@@ -135,6 +140,7 @@ def vix_features(
         "vix_level": v,
         "vix_centered": (v - VIX_NEUTRAL) / VIX_SCALE,
         "vix_chg_5d": v - v.shift(5),
+        "vix_pct_chg_5d": v / v.shift(5) - 1.0,
         "vix_rel_21": v / v.rolling_mean(21) - 1.0,
         "vix_high_63": (
             v > v.rolling_quantile(VIX_HIGH_QUANTILE, window_size=VIX_HIGH_WINDOW, interpolation="linear")

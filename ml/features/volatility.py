@@ -20,6 +20,7 @@ from ml.features._common import (
     ENGINE,
     ANNUALIZATION,
     LOG_RET,
+    PREV_CLOSE,
     SQRT_252,
     TRUE_RANGE,
     FeatureSpec,
@@ -41,6 +42,11 @@ SPECS: tuple[FeatureSpec, ...] = (
     FeatureSpec("rv_21d", FAMILY, 21, "daily log-return std", "std (ddof=1) of the last 21 daily log returns", 21),
     FeatureSpec("rv_63d", FAMILY, 63, "daily log-return std", "std (ddof=1) of the last 63 daily log returns", 63),
     FeatureSpec("rv_21d_ann", FAMILY, 21, "annualized vol", "rv_21d * sqrt(252)", 21),
+    FeatureSpec(
+        "rv_21d_simple", FAMILY, 21, "daily simple-return std",
+        "std (ddof=1) of the last 21 daily simple returns close_t / close_(t-1) - 1, not annualised (the seed "
+        "article's vol_21d)", 21,
+    ),
     FeatureSpec("rv_63d_ann", FAMILY, 63, "annualized vol", "rv_63d * sqrt(252)", 63),
     FeatureSpec(
         "atr_14", FAMILY, ATR_PERIOD, "price", "Wilder ATR(14): EMA(alpha=1/14) of the true range",
@@ -80,6 +86,8 @@ def volatility_exprs() -> dict[str, pl.Expr]:
     for w in (21, 63):
         out[f"rv_{w}d"] = roll_t(LOG_RET, "std", w)
         out[f"rv_{w}d_ann"] = pl.col(f"rv_{w}d") * SQRT_252
+    out["_simple_ret"] = c / pl.col(PREV_CLOSE) - 1.0
+    out["rv_21d_simple"] = roll_t("_simple_ret", "std", 21)
     out["_atr14"] = ewm_t(TRUE_RANGE, wilder_alpha(ATR_PERIOD))
     out["atr_14"] = pl.col("_atr14")
     out["atr_pct_14"] = pl.col("_atr14") / c

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-PROFILE_NAMES: tuple[str, ...] = ("default", "large")
+PROFILE_NAMES: tuple[str, ...] = ("default", "large", "seed-faithful")
 
 
 def profile_path(name: str):
