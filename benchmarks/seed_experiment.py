@@ -24,18 +24,20 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._data import market_dir  # noqa: E402
-from ml.agents.ppo import PPOConfig, evaluate_policy, train_ppo  # noqa: E402
+from ml.agents.ppo import evaluate_policy, train_ppo  # noqa: E402
 from ml.backtest import backtest  # noqa: E402
 from ml.metrics import metrics_table  # noqa: E402
 from ml.data.csv_source import CsvMarketSource  # noqa: E402
 from ml.data.universe import ALLOCATION_ASSETS, Universe  # noqa: E402
 from ml.dataset import allocation_panel  # noqa: E402
-from ml.envs.portfolio import EnvConfig  # noqa: E402
 from ml.evaluation import evaluate_window  # noqa: E402
 from ml.features import FEATURE_SPECS, compute_features  # noqa: E402
 from ml.folds import first_usable_date, seed_fold  # noqa: E402
 from ml.labels import MAX_LABEL_HORIZON  # noqa: E402
-from ml.reports.analysis import equity_vix_correlation  # noqa: E402
+from ml.reports.analysis import allocation_by_vix_bucket, equity_vix_correlation  # noqa: E402
+from ml.regimes.vix import VixRegimeConfig  # noqa: E402
+from infra.resources import PolicyResource  # noqa: E402
+from orchestration.profiles import load_profile  # noqa: E402
 
 #: The article's published numbers (test 2020–2025), as printed there. Its Sharpe column is not one
 #: convention: SPY's 0.79 and the agent's 0.83 are not CAGR/vol (0.73, 0.80), equal weight's 1.00 is
@@ -49,6 +51,8 @@ REFERENCE = {
     "published agent": {"total_return": 0.790, "cagr": 0.102, "ann_vol": 0.128, "sharpe": 0.83,
                         "max_drawdown": -0.244, "corr_equity_vix": -0.67},
 }
+#: The article's five VIX buckets are pandas ``pd.cut`` intervals (a, b].
+ARTICLE_BUCKETS = VixRegimeConfig(closed="right")
 #: The article's equal weight: 25% each of the four assets, rebalanced every day, no costs, no cash.
 ARTICLE_EQUAL_WEIGHT = "equal_weight_daily_free"
 COLUMNS = ["total_return", "cagr", "ann_vol", "sharpe", "sharpe_cagr_vol", "max_drawdown", "corr_equity_vix"]
@@ -58,10 +62,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=market_dir())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--total-steps", type=int, default=None, help="PPO env steps (default: PPOConfig default)")
+    ap.add_argument("--total-steps", type=int, default=None, help="PPO env steps (default: the profile's)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--execution", default="close", choices=["close", "next_open", "next_close"],
                     help="when orders fill (ml.costs); close = the article's convention (like for like)")
+    ap.add_argument("--profile", default="default", help="default | seed-faithful | a run-config YAML: its "
+                    "resources.policy settings (env, PPO, observation, training through the embargo)")
     args = ap.parse_args(argv)
     if args.data is None:
         sys.exit("no real snapshot found: pass --data DIR")
@@ -69,27 +75,29 @@ def main(argv: list[str] | None = None) -> dict:
     market = CsvMarketSource(args.data).load(Universe(include_stocks=False, sector_etfs=[]), on_progress=lambda _: None)
     calendar = market.bars.filter(pl.col("ticker") == "SPY")["date"]
     fold = seed_fold(calendar, first_usable_date(calendar, max(s.warmup for s in FEATURE_SPECS)), MAX_LABEL_HORIZON)
-    env_cfg = EnvConfig(execution=args.execution)
+    policy_res = PolicyResource(**load_profile(args.profile).get("resources", {}).get("policy", {}).get("config", {}))
+    env_cfg = policy_res.env_config().model_copy(update={"execution": args.execution})
+    base_ppo = policy_res.ppo_config()
     panel = allocation_panel(compute_features(market.bars, market.index_bars), env_cfg.observation, ALLOCATION_ASSETS,
                              end=fold.test_end)
-    lo, hi = panel.index_range(fold.train_start, fold.train_end)
+    lo, hi = panel.index_range(*policy_res.train_window(fold))
     tlo, thi = panel.index_range(fold.test_start, fold.test_end)
-    print(f"fold {fold.key}: train {fold.train_start}..{fold.train_end}, test {fold.test_start}..{fold.test_end}, "
+    print(f"profile {args.profile}: fold {fold.key}: train {panel.date_of(lo + 1)}..{panel.date_of(hi)}, "
+          f"test {fold.test_start}..{fold.test_end}, "
           f"reward {env_cfg.reward}, costs {env_cfg.cost_rate * 1e4:g} bps, fills at {env_cfg.execution}", flush=True)
 
     rows, baselines, timings = [], None, []
     for seed in args.seeds:
         kw = {"seed": seed, **({"total_steps": args.total_steps} if args.total_steps else {})}
         t0 = time.perf_counter()
-        result = train_ppo(panel, lo, hi, env_cfg, PPOConfig(**kw))
+        result = train_ppo(panel, lo, hi, env_cfg, base_ppo.model_copy(update=kw))
         timings.append(time.perf_counter() - t0)
         rollout = evaluate_policy(result.policy, panel, tlo, thi)
         ev = evaluate_window(rollout.weights, panel, tlo, thi, env_cfg.cost_rate, cost_multipliers=(1.0,),
                              execution=env_cfg.execution)
         table = ev.metrics.with_columns((pl.col("cagr") / pl.col("ann_vol")).alias("sharpe_cagr_vol"))
-        corr = {s: equity_vix_correlation(ev.allocations, pl.DataFrame({"date": pl.Series(panel.dates).cast(pl.Date),
-                                                                         "vix": panel.vix}), s)
-                for s in table["strategy"]}
+        vix_frame = pl.DataFrame({"date": pl.Series(panel.dates).cast(pl.Date), "vix": panel.vix})
+        corr = {s: equity_vix_correlation(ev.allocations, vix_frame, s) for s in table["strategy"]}
         table = table.with_columns(pl.col("strategy").replace_strict(corr, return_dtype=pl.Float64)
                                    .alias("corr_equity_vix"))
         article_ew = backtest(np.array([0.25, 0.25, 0.25, 0.25, 0.0]), panel, tlo, thi, 0.0, rebalance="daily",
@@ -99,19 +107,22 @@ def main(argv: list[str] | None = None) -> dict:
                                                     pl.lit(None, dtype=pl.Float64).alias("corr_equity_vix"))],
                           how="diagonal_relaxed")
         ppo = table.filter(pl.col("strategy") == "ppo").select(COLUMNS).row(0, named=True)
+        buckets = allocation_by_vix_bucket(ev.allocations, vix_frame, "ppo", config=ARTICLE_BUCKETS)
+        ppo |= {f"equity_{b}": x for b, x in zip(buckets["bucket"], buckets["equity_exposure"])}
         rows.append({"seed": seed, **ppo})
         baselines = table.filter(pl.col("strategy") != "ppo").select("strategy", *COLUMNS)
         print(f"seed {seed}: " + ", ".join(f"{k} {v:+.3f}" for k, v in ppo.items()) + f"  ({timings[-1]:.0f} s)",
               flush=True)
 
     per_seed = pl.DataFrame(rows)
-    summary = per_seed.select([pl.col(c).mean().alias(f"{c}_mean") for c in COLUMNS]
-                              + [pl.col(c).std().alias(f"{c}_std") for c in COLUMNS]
-                              + [pl.col(c).min().alias(f"{c}_min") for c in COLUMNS]
-                              + [pl.col(c).max().alias(f"{c}_max") for c in COLUMNS])
-    print("\nPPO over seeds (mean ± std [min, max]):")
+    cols = [c for c in per_seed.columns if c != "seed"]
+    summary = per_seed.select([pl.col(c).mean().alias(f"{c}_mean") for c in cols]
+                              + [pl.col(c).std().alias(f"{c}_std") for c in cols]
+                              + [pl.col(c).min().alias(f"{c}_min") for c in cols]
+                              + [pl.col(c).max().alias(f"{c}_max") for c in cols])
+    print("\nPPO over seeds (mean ± std [min, max]; equity_<bucket>: mean SPY+QQQ weight per VIX bucket, (a, b]):")
     s = {k: (float("nan") if v is None else v) for k, v in summary.row(0, named=True).items()}
-    for c in COLUMNS:
+    for c in cols:
         print(f"  {c:<16} {s[c + '_mean']:+.3f} ± {s[c + '_std']:.3f}  [{s[c + '_min']:+.3f}, {s[c + '_max']:+.3f}]")
     print("\nbaselines (same days, same costs):")
     print(baselines)

@@ -206,8 +206,11 @@ def allocation_by_vix_bucket(
     edges = list(cfg.bucket_edges)
     lows = [None, *edges]
     highs = [*edges, None]
+    left = cfg.closed == "left"  # [a, b) or (a, b]
     ranges = [
-        f"< {hi:g}" if lo is None else (f">= {lo:g}" if hi is None else f"[{lo:g}, {hi:g})")
+        (f"< {hi:g}" if left else f"<= {hi:g}") if lo is None
+        else ((f">= {lo:g}" if left else f"> {lo:g}") if hi is None
+              else (f"[{lo:g}, {hi:g})" if left else f"({lo:g}, {hi:g}]"))
         for lo, hi in zip(lows, highs)
     ]
     skeleton = pl.DataFrame({"bucket": list(BUCKETS), "vix_range": ranges}, schema={"bucket": pl.Utf8, "vix_range": pl.Utf8})
