@@ -80,7 +80,7 @@ def test_backtest_reproduces_batched_env_like_evaluate_policy():
         _, _, _, _, info = env.step(torch.randn(1, p.n_assets + 1, generator=g, dtype=torch.float64) * 3)
         w.append(info["weights"][0].numpy().copy())
         net.append(float(info["net"][0]))
-    res = backtest(np.array(w), p, start, end, C)
+    res = backtest(np.array(w), p, start, end, C, execution=cfg.execution)  # the default: next open
     np.testing.assert_allclose(res.net_returns, net, rtol=0, atol=1e-12)
     assert len(res) == end - start
 

@@ -34,7 +34,7 @@ def trained():
     market = generate_market(Universe(include_stocks=False, history_start=None), seed=11, start=date(2012, 1, 3))
     panel = allocation_panel(compute_features(market.bars, market.index_bars))
     lo, hi = panel.index_range("2013-01-01", "2016-12-31")
-    result = train_ppo(panel, lo, hi, EnvConfig(episode_length=128, cost_rate=COST),
+    result = train_ppo(panel, lo, hi, EnvConfig(episode_length=128, cost_rate=COST, execution="close"),
                        PPOConfig(total_steps=4096, num_envs=8, num_steps=64, num_minibatches=2, device="cpu"))
     return panel, result.policy
 

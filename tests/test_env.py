@@ -60,7 +60,7 @@ def _tiny_panel() -> MarketPanel:
 def test_hand_computed_three_days_both_faces():
     """Decision at close t earns t -> t+1, costs on turnover incl. cash, drift between steps."""
     p = _tiny_panel()
-    cfg = EnvConfig(reward="net", equity_assets=("EQ",), terminate_below=None, dtype="float64")
+    cfg = EnvConfig(reward="net", equity_assets=("EQ",), terminate_below=None, dtype="float64", execution="close")
     c = 0.0005
     big = 1e3
     actions = [np.log([0.5, 0.3, 0.2]), np.array([-big, -big, 0.0]), np.array([0.0, -big, -big])]
@@ -162,7 +162,7 @@ def test_next_open_needs_opens_and_next_close_fills_a_day_late():
 def test_vix_shaped_reward_by_hand():
     p = _tiny_panel()  # VIX at row 0 = 20 + 10 * 1.0 = 30
     assert p.vix[0] == 30.0
-    cfg = EnvConfig(equity_assets=("EQ",), terminate_below=None, dtype="float64")
+    cfg = EnvConfig(equity_assets=("EQ",), terminate_below=None, dtype="float64", execution="close")
     env = PortfolioEnv(p, cfg, 0, 3)
     env.reset(options={"start_idx": 0})
     _, r, *_ = env.step(np.log([0.5, 0.3, 0.2]))

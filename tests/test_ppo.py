@@ -33,7 +33,8 @@ def _toy_panel(n: int = 3000, seed: int = 0) -> tuple[MarketPanel, np.ndarray]:
                                    vix=20.0 + 10.0 * flag), flag
 
 
-TOY_ENV = EnvConfig(reward="net", cost_rate=0.0, equity_assets=(), terminate_below=None, episode_length=256)
+TOY_ENV = EnvConfig(reward="net", cost_rate=0.0, equity_assets=(), terminate_below=None, episode_length=256,
+                    execution="close")  # the toy panel has no opens
 TOY_PPO = PPOConfig(
     total_steps=60_000, num_envs=32, num_steps=32, num_minibatches=4, update_epochs=4, gamma=0.9, seed=0, device="cpu"
 )
@@ -193,7 +194,7 @@ def test_device_resolution():
 @pytest.mark.parametrize("reward", ["vix_shaped", "vol_penalty", "differential_sharpe"])
 def test_every_reward_trains_without_nan(reward):
     panel, _ = _toy_panel(600, seed=2)
-    env_cfg = EnvConfig(reward=reward, equity_assets=("X",), episode_length=64)
+    env_cfg = EnvConfig(reward=reward, equity_assets=("X",), episode_length=64, execution="close")
     cfg = PPOConfig(total_steps=2048, num_envs=16, num_steps=64, num_minibatches=2, update_epochs=1, device="cpu")
     result = train_ppo(panel, 0, 500, env_cfg, cfg)
     assert all(np.isfinite(r["mean_reward"]) and np.isfinite(r["value_loss"]) for r in result.curve)

@@ -78,7 +78,7 @@ class EnvConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cost_rate: float = Field(default=0.0005, ge=0.0, description="cost per unit turnover (5 bps)")
-    execution: Execution = Field(default="close", description="when the order decided at the close of t fills: "
+    execution: Execution = Field(default="next_open", description="when the order decided at the close of t fills: "
                                  "'close' (t), 'next_open' (open of t+1), 'next_close' (close of t+1); ml.costs")
     reward: RewardKind = "vix_shaped"
     vix_lambda: float = Field(default=0.05, ge=0.0)
