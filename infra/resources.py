@@ -196,7 +196,7 @@ class PolicyResource(dg.ConfigurableResource):
                                       + _ML_DEFAULT.format("5"))
     execution: Optional[str] = Field(default=None, description="When a decision's orders fill: close (at the "
                                      "decision's close) | next_open | next_close. Training, evaluation (policy and "
-                                     "baselines) and the paper track use it alike. " + _ML_DEFAULT.format("close"))
+                                     "baselines) and the paper track use it alike. " + _ML_DEFAULT.format("next_open"))
     episode_length: Optional[int] = Field(default=None, description="Trading days per training episode. "
                                           + _ML_DEFAULT.format("1024"))
     total_steps: Optional[int] = Field(default=None, description="Environment steps (transitions) per fold. "

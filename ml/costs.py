@@ -26,7 +26,7 @@ Execution (``execution``; when the order decided at the close of t fills):
 
 * ``"close"``: at the close of t itself (the formulas above; the like-for-like setting of the seed
   reproduction). Optimistic: the decision needs the close (and the 16:15 ET VIX close) it trades at.
-* ``"next_open"``: at the open of t+1. The old weights earn the overnight gap ``g`` (close t -> open t+1)
+* ``"next_open"`` (the default of ``ml.envs.portfolio.EnvConfig``): at the open of t+1. The old weights earn the overnight gap ``g`` (close t -> open t+1)
   and drift to ``w_open``; the book trades ``w_open -> w_new`` at the open paying
   ``cost_rate * sum|w_new - w_open|``; the new weights earn the session ``i = (1 + r) / (1 + g) - 1``
   (open t+1 -> close t+1). ``net = (1 + w_old.g) (1 - cost) (1 + w_new.i) - 1``; the weights then drift

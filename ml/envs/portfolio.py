@@ -8,7 +8,8 @@ One set of semantics, written once in the array-agnostic helpers of this module 
   CUDA), no per-environment Python loop, vectorised auto-reset; used for PPO training and evaluation.
 
 Timing (project convention): the observation for row t is built at the close of t from data <= close t;
-the action chosen on it sets the weights held from close t to close t+1 and earns ``returns[t+1]``.
+the action chosen on it sets the target weights, which earn day t+1 (``returns[t+1]``) from the moment the
+order fills (``EnvConfig.execution``: the open of t+1 by default; the close of t; the close of t+1).
 
 Observation at row t (``float32`` by default; clipped to ``[-clip_obs, clip_obs]`` when ``clip_obs`` is set):
 the panel's feature row t - the dataset columns named by ``EnvConfig.observation`` (an
