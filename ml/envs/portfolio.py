@@ -14,7 +14,8 @@ order fills (``EnvConfig.execution``: the open of t+1 by default; the close of t
 Observation at row t (``float32`` by default; clipped to ``[-clip_obs, clip_obs]`` when ``clip_obs`` is set):
 the panel's feature row t - the dataset columns named by ``EnvConfig.observation`` (an
 :class:`ml.dataset.ObservationSpec`; default ``[A x (ret_5d, ret_21d, rv_21d_ann)] + [vix_centered,
-vix_chg_5d, vix_rel_21, vix_high_63]``) - then the weights held going into t (A assets then cash):
+vix_chg_5d, vix_rel_21, vix_high_63]``) - then the weights held going into t (A assets then cash; with
+``observed_weights="target"`` the previous decision's target instead, undrifted):
 3A + 4 + (A + 1) = 21 numbers for 4 assets. The policy standardises them with train-window statistics.
 
 Action: ``A + 1`` raw logits (unbounded reals); the target weights are ``softmax(logits)`` (cash last):
