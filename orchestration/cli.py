@@ -118,11 +118,20 @@ def _run_main_job(args: argparse.Namespace, run_config: dict, instance) -> _Main
         t0 = time.perf_counter()
         runs.folds.append((key, execute("fold", partition_key=key), time.perf_counter() - t0))
     if any(r.success for _, r, _ in runs.folds):
-        print("--- walk-forward report ---", flush=True)
-        runs.report = execute("report")
+        if _yearly_fold_succeeded(runs.folds):
+            print("--- walk-forward report ---", flush=True)
+            runs.report = execute("report")
+        else:
+            print("--- walk-forward report: skipped (no yearly fold in this run; see the fold reports) ---", flush=True)
         print("--- daily decision (newest fold) ---", flush=True)
         runs.decide = execute("decide")
     return runs
+
+
+def _yearly_fold_succeeded(folds: list) -> bool:
+    """Whether a yearly fold (key ``YYYY``) ran successfully: the walk-forward report stitches yearly folds
+    only, so a run of the seed fold alone (``--profile seed-faithful --folds seed-2008-2019``) skips it."""
+    return any(result.success and key.isdigit() for key, result, _ in folds)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

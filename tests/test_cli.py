@@ -66,3 +66,12 @@ def test_moving_the_data_folder_keeps_run_decide_and_audit_working(tmp_path, mon
     out = capsys.readouterr().out
     assert "1 decisions replayed" in out and "1 match, 0 differ" in out
     assert not data.exists() and (moved / "warehouse" / "artifacts" / "2014").is_dir()
+
+
+def test_the_walk_forward_report_waits_for_a_yearly_fold():
+    from types import SimpleNamespace
+
+    ok, failed = SimpleNamespace(success=True), SimpleNamespace(success=False)
+    assert not cli._yearly_fold_succeeded([("seed-2008-2019", ok, 1.0)])  # seed fold alone: no report
+    assert not cli._yearly_fold_succeeded([("2019", failed, 1.0), ("seed-2008-2019", ok, 1.0)])
+    assert cli._yearly_fold_succeeded([("2019", ok, 1.0), ("seed-2008-2019", failed, 1.0)])
