@@ -26,11 +26,12 @@ Execution (``execution``; when the order decided at the close of t fills):
 
 * ``"close"``: at the close of t itself (the formulas above; the like-for-like setting of the seed
   reproduction). Optimistic: the decision needs the close (and the 16:15 ET VIX close) it trades at.
-* ``"next_open"`` (the default of ``ml.envs.portfolio.EnvConfig``): at the open of t+1. The old weights earn the overnight gap ``g`` (close t -> open t+1)
-  and drift to ``w_open``; the book trades ``w_open -> w_new`` at the open paying
-  ``cost_rate * sum|w_new - w_open|``; the new weights earn the session ``i = (1 + r) / (1 + g) - 1``
-  (open t+1 -> close t+1). ``net = (1 + w_old.g) (1 - cost) (1 + w_new.i) - 1``; the weights then drift
-  with ``i``. Needs ``gap_returns`` (the panel's ``gaps``, from adjusted opens).
+* ``"next_open"`` (the default of ``ml.envs.portfolio.EnvConfig``): at the open of t+1. The old weights
+  earn the overnight gap ``g`` (close t -> open t+1) and drift to ``w_open``; the book trades
+  ``w_open -> w_new`` at the open paying ``cost_rate * sum|w_new - w_open|``; the new weights earn the
+  session ``i = (1 + r) / (1 + g) - 1`` (open t+1 -> close t+1).
+  ``net = (1 + w_old.g) (1 - cost) (1 + w_new.i) - 1``; the weights then drift with ``i``. Needs
+  ``gap_returns`` (the panel's ``gaps``, from adjusted opens).
 * ``"next_close"``: at the close of t+1. The old weights earn all of day t+1, then the book trades to
   ``w_new``: ``net = (1 + w_old.r) (1 - cost) - 1``; ``w_new`` is held from the close of t+1 (it earns
   from the next step on), so the weights going into the next decision are ``w_new`` itself.
@@ -41,7 +42,8 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-__all__ = ["EXECUTIONS", "Execution", "RebalanceResult", "drift_weights", "hold_target", "net_returns", "rebalance"]
+__all__ = ["EXECUTIONS", "Execution", "RebalanceResult", "carry_weights", "drift_weights", "hold_target", "net_returns",
+           "rebalance"]
 
 
 class RebalanceResult(NamedTuple):
@@ -101,8 +103,7 @@ def rebalance(
         turnover = abs(weights_new - weights_old).sum(axis)
         gross = (weights_new * r).sum(axis)
         net = gross - cost_rate * turnover
-        drifted = weights_new * (1.0 + r) / _unsqueeze(1.0 + gross, axis)
-        return RebalanceResult(net, gross, turnover, drifted)
+        return RebalanceResult(net, gross, turnover, carry_weights(weights_new, r, axis))
     if execution == "next_open":
         if gap_returns is None:
             raise ValueError("execution='next_open' needs gap_returns (close t -> open t+1); the panel has no opens")
@@ -114,14 +115,13 @@ def rebalance(
         day_gross = (weights_new * intraday).sum(axis)
         gross = (1.0 + gap_gross) * (1.0 + day_gross) - 1.0
         net = (1.0 + gap_gross) * (1.0 - cost_rate * turnover) * (1.0 + day_gross) - 1.0
-        drifted = weights_new * (1.0 + intraday) / _unsqueeze(1.0 + day_gross, axis)
-        return RebalanceResult(net, gross, turnover, drifted)
+        return RebalanceResult(net, gross, turnover, drift_weights(weights_new, intraday, axis))
     if execution == "next_close":
         gross = (weights_old * r).sum(axis)  # the old book earns all of day t+1
         at_close = weights_old * (1.0 + r) / _unsqueeze(1.0 + gross, axis)
         turnover = abs(weights_new - at_close).sum(axis)
         net = (1.0 + gross) * (1.0 - cost_rate * turnover) - 1.0
-        return RebalanceResult(net, gross, turnover, weights_new * 1.0)
+        return RebalanceResult(net, gross, turnover, carry_weights(weights_new, r, axis, execution=execution))
     raise ValueError(f"unknown execution {execution!r}; use one of {EXECUTIONS}")
 
 
@@ -139,6 +139,21 @@ def drift_weights(weights: Any, next_returns: Any, axis: int = -1) -> Any:
     """Weights after holding ``weights`` over one day with returns ``next_returns`` (cash return 0 if omitted)."""
     r = _with_cash(next_returns, weights.shape[axis], axis)
     return weights * (1.0 + r) / _unsqueeze(1.0 + (weights * r).sum(axis), axis)
+
+
+def carry_weights(weights_new: Any, next_returns: Any, axis: int = -1, *, execution: Execution = "close",
+                  gap_returns: Any = None) -> Any:
+    """The weights going into the next decision after trading to ``weights_new``
+    (:attr:`RebalanceResult.drifted`; it does not depend on the weights traded from): drifted over day t+1
+    (``"close"``), over the session after the open fill (``"next_open"``), or ``weights_new`` itself, bought
+    at the close of t+1 (``"next_close"``)."""
+    if execution == "close":
+        return drift_weights(weights_new, next_returns, axis)
+    if execution == "next_open":
+        r = _with_cash(next_returns, weights_new.shape[axis], axis)
+        g = _with_cash(gap_returns, weights_new.shape[axis], axis)
+        return drift_weights(weights_new, (1.0 + r) / (1.0 + g) - 1.0, axis)
+    return weights_new * 1.0
 
 
 def hold_target(weights: Any, next_returns: Any, axis: int = -1, *, execution: Execution = "close",

@@ -8,11 +8,11 @@ into the close of t (the previous decision's weights drifted with the returns si
 
 Paper track. The previous decision (close p) rebalanced from its held weights to its target, paying
 ``cost_rate`` × turnover, filling per the policy's ``env_config.execution`` (``ml.costs``: at the close
-of p, the open or the close of the next session), and then held through the sessions up to t; ``paper_return`` of row t is that
-net return (compounded when sessions were skipped) and ``paper_equity`` compounds it from 1.0 at the first
-decision. ``trailing_drawdown`` (fraction <= 0) is measured on paper equity over the breaker's window, and
-feeds the breaker together with the VIX at t. ``baseline_return``: equal weight across the risky assets,
-rebalanced daily, no costs, earned on t.
+of p, the open or the close of the next session), and then held through the sessions up to t;
+``paper_return`` of row t is that net return (compounded when sessions were skipped) and ``paper_equity``
+compounds it from 1.0 at the first decision. ``trailing_drawdown`` (fraction <= 0) is measured on paper
+equity over the breaker's window, and feeds the breaker together with the VIX at t. ``baseline_return``:
+equal weight across the risky assets, rebalanced daily, no costs, earned on t.
 
 Replay. :func:`replay_decision` recomputes the target weights from a logged observation, VIX, drawdown
 and breaker config; an auditor gets the logged weights back exactly.
@@ -105,9 +105,7 @@ def decide_sessions(
     if policy.obs_names and names != policy.obs_names:
         raise ValueError(f"panel observation layout {names} does not match the policy's {policy.obs_names}")
     cfg = policy.env_config
-    if cfg.execution == "next_open" and panel.gaps is None:
-        raise ValueError("the policy's orders fill at the next open (execution='next_open'): the panel needs "
-                         "overnight gaps (feature store column ret_intraday)")
+    gaps = panel.gaps_for(cfg.execution)
     feats = cfg.obs_features(panel)
     window = (breaker or CircuitBreakerConfig()).drawdown_window  # the paper track's drawdown, breaker on or off
     equity = list(state.equity)
@@ -125,9 +123,8 @@ def decide_sessions(
         else:
             if prev_row is None or prev_row >= t or panel.date_of(prev_row) != last:
                 raise ValueError(f"the previous decision date {last} is not a panel row before {panel.date_of(t)}")
-            gap = None if cfg.execution != "next_open" else panel.gaps[prev_row + 1]
             res = rebalance(target_prev, held_prev, panel.returns[prev_row + 1], cost_rate,
-                            execution=cfg.execution, gap_returns=gap)
+                            execution=cfg.execution, gap_returns=None if gaps is None else gaps[prev_row + 1])
             growth, held = 1.0 + float(res.net), res.drifted
             for k in range(prev_row + 2, t + 1):  # sessions without a decision: hold and drift
                 growth *= 1.0 + float(held[:-1] @ panel.returns[k])

@@ -357,7 +357,8 @@ def train_ppo(
         dates = panel.dates
         policy = PPOPolicy(
             env.obs_dim, env.n_assets + 1, cfg.hidden_sizes, cfg.init_log_std, cfg.obs_clip,
-            shared_body=cfg.shared_body, env_config=env_cfg, ppo_config=cfg, obs_names=env_cfg.obs_names(panel), assets=panel.assets,
+            shared_body=cfg.shared_body, env_config=env_cfg, ppo_config=cfg, obs_names=env_cfg.obs_names(panel),
+            assets=panel.assets,
             data_hash=panel.data_hash(start_idx, end_idx),
             train_window=(str(dates[start_idx + 1]), str(dates[end_idx])),
         ).to(device)

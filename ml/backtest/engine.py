@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from ml import costs as cost_model
-from ml.costs import Execution, hold_target
+from ml.costs import Execution, carry_weights, hold_target
 
 if TYPE_CHECKING:  # runtime import would make ml.backtest <-> ml.envs circular
     from ml.envs.market_panel import MarketPanel
@@ -167,15 +167,11 @@ def backtest(
     r = np.concatenate([panel.returns[start_idx + 1 : end_idx + 1], np.zeros((n, 1))], axis=1)
     mask = _rebalance_mask(rebalance, panel, start_idx, end_idx)
     w0 = start_weights(a, initial_weights)
-    g = None
-    if execution == "next_open":
-        if panel.gaps is None:
-            raise ValueError("execution='next_open' needs the panel's overnight gaps (opens); this panel has none")
-        g = np.concatenate([panel.gaps[start_idx + 1 : end_idx + 1], np.zeros((n, 1))], axis=1)
+    gaps = panel.gaps_for(execution)
+    g = None if gaps is None else np.concatenate([gaps[start_idx + 1 : end_idx + 1], np.zeros((n, 1))], axis=1)
 
-    def after(w_traded: np.ndarray, i) -> np.ndarray:  # weights going into the next decision (any w_old)
-        gi = None if g is None else g[i]
-        return cost_model.rebalance(w_traded, w_traded, r[i], 0.0, execution=execution, gap_returns=gi).drifted
+    def after(w_traded: np.ndarray, i) -> np.ndarray:  # weights going into the next decision
+        return carry_weights(w_traded, r[i], execution=execution, gap_returns=None if g is None else g[i])
 
     def hold(w: np.ndarray, i: int) -> np.ndarray:  # the target that trades nothing on day i
         return hold_target(w, r[i], execution=execution, gap_returns=None if g is None else g[i])
@@ -208,7 +204,8 @@ def backtest(
                 w_new[i] = tw[i] if mask[i] else hold(w, i)
                 w = after(w_new[i], i)
 
-    res = cost_model.rebalance(w_new, w_in, r, rate, execution=execution, gap_returns=g)  # (``rebalance``: the schedule)
+    # (``rebalance`` is the schedule argument here)
+    res = cost_model.rebalance(w_new, w_in, r, rate, execution=execution, gap_returns=g)
     gross = np.asarray(res.gross, dtype=np.float64)
     net = np.asarray(res.net, dtype=np.float64)
     turnover = np.asarray(res.turnover, dtype=np.float64)

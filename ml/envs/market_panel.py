@@ -136,6 +136,16 @@ class MarketPanel:
             self._hash_cache[key] = h.hexdigest()
         return self._hash_cache[key]
 
+    def gaps_for(self, execution: str) -> np.ndarray | None:
+        """The overnight gaps when orders fill at the next open (``execution="next_open"``), else None; a
+        clear error when this panel has none (no opens: feature store column ``ret_intraday``)."""
+        if execution != "next_open":
+            return None
+        if self.gaps is None:
+            raise ValueError("execution='next_open' needs the panel's overnight gaps (feature store column "
+                             "ret_intraday for every asset); this panel has none")
+        return self.gaps
+
     def date_of(self, idx: int) -> date:
         return self.dates[idx].astype(object)
 

@@ -204,16 +204,6 @@ def _check_window(panel: MarketPanel, start_idx: int, end_idx: int) -> tuple[int
     return start_idx, end_idx
 
 
-def _gaps(panel: MarketPanel, cfg: EnvConfig) -> np.ndarray | None:
-    """The panel's overnight gaps when the execution model needs them (a clear error when it has none)."""
-    if cfg.execution != "next_open":
-        return None
-    if panel.gaps is None:
-        raise ValueError("execution='next_open' needs the panel's overnight gaps (feature store column "
-                         "ret_intraday for every asset); this panel has none")
-    return panel.gaps
-
-
 def _equity_mask(panel: MarketPanel, cfg: EnvConfig) -> np.ndarray:
     return np.array([a in cfg.equity_assets for a in panel.assets] + [False], dtype=np.float64)
 
@@ -239,7 +229,7 @@ class PortfolioEnv(gym.Env):
         self.start_idx, self.end_idx = _check_window(panel, start_idx, panel.n_dates - 1 if end_idx is None else end_idx)
         self._feat = cfg.obs_features(panel)
         self._ret = panel.returns
-        self._gap = _gaps(panel, cfg)
+        self._gap = panel.gaps_for(cfg.execution)
         self._vix = panel.vix
         self._eq = _equity_mask(panel, cfg)
         self._w0 = initial_weights(panel.n_assets, cfg.initial_weights)
@@ -348,7 +338,7 @@ class BatchedPortfolioEnv:
         self._feat = torch.as_tensor(np.ascontiguousarray(feat.T), dtype=dt).to(dev)  # [F, T]
         ret = np.concatenate([panel.returns, np.zeros((panel.n_dates, 1))], axis=1).T  # cash return 0
         self._ret = torch.as_tensor(np.ascontiguousarray(ret), dtype=dt).to(dev)  # [A+1, T]
-        gaps = _gaps(panel, cfg)
+        gaps = panel.gaps_for(cfg.execution)
         self._gap = None if gaps is None else torch.as_tensor(
             np.ascontiguousarray(np.concatenate([gaps, np.zeros((panel.n_dates, 1))], axis=1).T), dtype=dt).to(dev)
         self._vix = torch.as_tensor(panel.vix, dtype=dt).to(dev)  # [T]

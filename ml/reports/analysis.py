@@ -206,13 +206,10 @@ def allocation_by_vix_bucket(
     edges = list(cfg.bucket_edges)
     lows = [None, *edges]
     highs = [*edges, None]
-    left = cfg.closed == "left"  # [a, b) or (a, b]
-    ranges = [
-        (f"< {hi:g}" if left else f"<= {hi:g}") if lo is None
-        else ((f">= {lo:g}" if left else f"> {lo:g}") if hi is None
-              else (f"[{lo:g}, {hi:g})" if left else f"({lo:g}, {hi:g}]"))
-        for lo, hi in zip(lows, highs)
-    ]
+    below, above, between = ("< {hi:g}", ">= {lo:g}", "[{lo:g}, {hi:g})") if cfg.closed == "left" else \
+        ("<= {hi:g}", "> {lo:g}", "({lo:g}, {hi:g}]")
+    ranges = [(below if lo is None else above if hi is None else between).format(lo=lo, hi=hi)
+              for lo, hi in zip(lows, highs)]
     skeleton = pl.DataFrame({"bucket": list(BUCKETS), "vix_range": ranges}, schema={"bucket": pl.Utf8, "vix_range": pl.Utf8})
     out = skeleton.join(stats, on="bucket", how="left", maintain_order="left").with_columns(
         pl.col("days").fill_null(0).cast(pl.Int64)
