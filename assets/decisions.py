@@ -16,7 +16,10 @@ from pydantic import Field
 from assets._metadata import md_table
 from assets.keys import (
     DECISIONS_DAILY,
+    MODELS_POLICY_ENSEMBLE,
     MODELS_POLICY_PPO,
+    MODELS_POLICY_SAC,
+    MODELS_POLICY_TD3,
     MODELS_PRESCREEN,
     MONITORING_DRIFT,
     REGIMES_SECTOR_HMM_LIVE,
@@ -35,6 +38,9 @@ from warehouse.decisions import last_decision_date, recent_decisions
 
 DEPLOYED_INPUTS = {**PANEL_INPUTS, "policies": dg.AssetIn(MODELS_POLICY_PPO), "prescreen": dg.AssetIn(MODELS_PRESCREEN),
                    "live_states": dg.AssetIn(REGIMES_SECTOR_HMM_LIVE)}
+#: The other deployable policies (``PolicyResource.deploy``); ``policies`` above is PPO.
+DEPLOYABLE_INPUTS = {"sac_policies": dg.AssetIn(MODELS_POLICY_SAC), "td3_policies": dg.AssetIn(MODELS_POLICY_TD3),
+                     "ensemble_policies": dg.AssetIn(MODELS_POLICY_ENSEMBLE)}
 
 
 class DecisionConfig(dg.Config):
@@ -45,10 +51,10 @@ class DecisionConfig(dg.Config):
         "then on, marked catch_up). Default: the newest session only. Must be after the policy's training window.")
 
 
-def _deployed(policies: FoldModels, folds: pl.DataFrame):
+def _deployed(policies: FoldModels, folds: pl.DataFrame, kind: str = "ppo"):
     fold = deployed_fold(folds, list(policies))
     if fold is None:
-        raise dg.Failure("no trained policy yet: run the fold job (models/policy_ppo) for at least one fold")
+        raise dg.Failure(f"no trained {kind} policy yet: run the fold job (models/policy_{kind}) for at least one fold")
     return fold, policies[fold.key]
 
 
@@ -60,15 +66,22 @@ def _deployed_panel(policy, fold, features, vix, live_states, prescreen: FoldMod
                         vix_regimes=vix)
 
 
-@dg.asset(key=DECISIONS_DAILY, group_name="decisions", kinds={"pytorch", "duckdb"}, ins=DEPLOYED_INPUTS)
+@dg.asset(key=DECISIONS_DAILY, group_name="decisions", kinds={"pytorch", "duckdb"},
+          ins={**DEPLOYED_INPUTS, **DEPLOYABLE_INPUTS})
 def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, policy: PolicyResource,
                     risk: RiskResource, warehouse: WarehouseResource, features: pl.DataFrame, vix: pl.DataFrame,
-                    folds: pl.DataFrame, policies: FoldModels, prescreen: FoldModels,
-                    live_states: pl.DataFrame):
+                    folds: pl.DataFrame, policies: FoldModels, sac_policies: FoldModels, td3_policies: FoldModels,
+                    ensemble_policies: FoldModels, prescreen: FoldModels, live_states: pl.DataFrame):
     """Target weights (SPY, QQQ, TLT, GLD, cash) for the next session, decided at the close of each new
-    session by the deployed policy with the circuit breaker above it; appended to ``decisions.daily`` with
-    the observation, regime context, prescreen scores, identifiers and code version (replayable)."""
-    fold, loaded = _deployed(policies, folds)
+    session by the deployed policy (``PolicyResource.deploy``: PPO by default, or SAC, TD3, the ensemble)
+    with the circuit breaker above it; appended to ``decisions.daily`` with the observation, regime
+    context, prescreen scores, identifiers and code version (replayable)."""
+    kind = policy.deploy
+    candidates = {"ppo": policies, "sac": sac_policies, "td3": td3_policies, "ensemble": ensemble_policies}
+    if kind not in candidates:
+        raise dg.Failure(f"policy.deploy={kind!r}: choose one of {sorted(candidates)}")
+    fold, loaded = _deployed(candidates[kind], folds, kind)
+    context.log.info(f"deploying the {kind} policy of fold {fold.key} ({loaded.path})")
     ppo = loaded.model
     panel = _deployed_panel(ppo, fold, features, vix, live_states, prescreen)
     breaker = risk.breaker_config() if risk.daily_enabled else None
@@ -104,7 +117,7 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
         context.log.warning(f"fold {fold.key} has no prescreen models: decisions log no prescreen scores")
     source = features["source"][0]
     provenance = Provenance(run_id=context.op_execution_context.run_id, source=source, code_version=code_version(), fold=fold.key,
-                            policy_kind="ppo", checkpoint_path=loaded.path, checkpoint_sha256=loaded.sha256,
+                            policy_kind=kind, checkpoint_path=loaded.path, checkpoint_sha256=loaded.sha256,
                             policy_data_hash=ppo.data_hash, decided_at=datetime.now(timezone.utc).replace(tzinfo=None))
     frame = decision_frame(decisions, provenance, ppo.assets, newest, breaker, vix, live_states, scores)
     for d in decisions:

@@ -5,7 +5,7 @@ import dagster as dg
 import polars as pl
 
 from assets._metadata import md_table
-from assets.keys import EVAL_FOLD, EVAL_WALK_FORWARD, MODELS_POLICY_PPO, REF_FOLDS, REF_TRADING_CALENDAR, REGIMES_VIX
+from assets.keys import EVAL_FOLD, EVAL_WALK_FORWARD, POLICY_KEYS, REF_FOLDS, REF_TRADING_CALENDAR, REGIMES_VIX
 from assets.policies import FOLD_PANEL_INPUTS, PANEL_INPUTS
 from infra.automation import eager_when_checks_pass
 from infra.io_managers import LoadedModel
@@ -34,21 +34,25 @@ def _stress(daily: pl.DataFrame) -> pl.DataFrame:
 
 
 @dg.asset(key=EVAL_FOLD, partitions_def=folds_partitions, group_name="evaluation", kinds={"duckdb", "html"},
-          ins={"policy_ppo": dg.AssetIn(MODELS_POLICY_PPO), **PANEL_INPUTS, **FOLD_PANEL_INPUTS})
+          ins={**{f"policy_{k}": dg.AssetIn(key) for k, key in POLICY_KEYS.items()}, **PANEL_INPUTS,
+               **FOLD_PANEL_INPUTS})
 def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, regimes: RegimeResource,
-                    risk: RiskResource, warehouse: WarehouseResource, policy_ppo: LoadedModel, features: pl.DataFrame,
-                    vix: pl.DataFrame, folds: pl.DataFrame, sector_probabilities: pl.DataFrame,
+                    risk: RiskResource, warehouse: WarehouseResource, policy_ppo: LoadedModel, policy_sac: LoadedModel,
+                    policy_td3: LoadedModel, policy_ensemble: LoadedModel, features: pl.DataFrame, vix: pl.DataFrame,
+                    folds: pl.DataFrame, sector_probabilities: pl.DataFrame,
                     prescreen: LoadedModel) -> dict[str, pl.DataFrame]:
-    """The fold's trained policy (deterministic) and every baseline over the test window, same days and
-    costs, at 1×/2×/3× costs: ``eval.daily_returns``, ``eval.allocations``, ``eval.fold_metrics`` and the
-    fold's HTML report."""
+    """The fold's trained policies - PPO, SAC, TD3 and their ensemble (deterministic) - and every baseline
+    over the test window, same days and costs, at 1×/2×/3× costs: ``eval.daily_returns``,
+    ``eval.allocations``, ``eval.fold_metrics`` and the fold's HTML report."""
     fold = fold_from_frame(folds, context.partition_key)
-    ppo = policy_ppo.model
+    policies = {"ppo": policy_ppo.model, "sac": policy_sac.model, "td3": policy_td3.model,
+                "ensemble": policy_ensemble.model}
+    ppo = policies["ppo"]
     panel = policy_panel(features, ppo.env_config.observation, sector_probabilities=sector_probabilities,
                          prescreen=prescreen.model, vix_regimes=vix, end=fold.test_end)
     lo, hi = panel.index_range(fold.test_start, fold.test_end)
     breaker = risk.breaker_config() if risk.research_enabled else None
-    ev = evaluate_fold(ppo, panel, lo, hi, policy.cost_rate, breaker=breaker)
+    ev = evaluate_fold(policies, panel, lo, hi, policy.cost_rate, breaker=breaker)
     if breaker is not None:
         context.log.info(f"research circuit breaker on: {ev.breaker_activations.height} activation days "
                          "(strategy ppo_breaker)")
@@ -60,15 +64,17 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
     base = ev.metrics.filter(pl.col("cost_multiplier") == 1.0)
     ctx = ReportContext(
         source=features["source"][0], code_version=code_version(), folds=[fold], cost_bps=policy.cost_rate * 1e4,
-        seeds=ppo.ppo_config.seed, metrics=base, daily=ev.daily, allocations=allocations,
+        seeds=ppo.seed, metrics=base, daily=ev.daily, allocations=allocations,
         vix=_vix_window(vix, fold.test_start, fold.test_end), cost_stress=_stress(ev.daily), vix_config=vix_cfg,
     ).with_derived()
     path = write_report(warehouse.report_dir() / f"fold_{fold.key}.html",
                         render_report(f"regimeflow — fold {fold.key} (test {fold.test_start} … {fold.test_end})", ctx))
+    for name in policies:
+        row = base.filter(pl.col("strategy") == name).row(0, named=True)
+        context.log.info(f"fold {fold.key} test {fold.test_start}..{fold.test_end}: {name} Sharpe {row['sharpe']:.2f} "
+                         f"[{row['sharpe_ci_low']:.2f}, {row['sharpe_ci_high']:.2f}], "
+                         f"MDD {row['max_drawdown']:.1%}, CAGR {row['cagr']:.1%}")
     ppo_row = base.filter(pl.col("strategy") == "ppo").row(0, named=True)
-    context.log.info(f"fold {fold.key} test {fold.test_start}..{fold.test_end}: PPO Sharpe {ppo_row['sharpe']:.2f} "
-                     f"[{ppo_row['sharpe_ci_low']:.2f}, {ppo_row['sharpe_ci_high']:.2f}], "
-                     f"MDD {ppo_row['max_drawdown']:.1%}, CAGR {ppo_row['cagr']:.1%}")
     context.add_output_metadata({
         "fold": fold.key,
         "report": dg.MetadataValue.path(str(path)),
@@ -77,6 +83,8 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
         "metrics": dg.MetadataValue.md(md_table(base.select(SHOWN))),
         "ppo_sharpe": ppo_row["sharpe"],
         "ppo_max_drawdown": ppo_row["max_drawdown"],
+        **{f"{k}_sharpe": base.filter(pl.col("strategy") == k)["sharpe"][0] for k in ("sac", "td3", "ensemble")},
+        "ensemble_weights": dg.MetadataValue.json(policies["ensemble"].member_weights),
         "research_circuit_breaker": breaker is not None,
         "breaker_activation_days": ev.breaker_activations.height if breaker is not None else 0,
         "dagster/row_count": ev.daily.height,

@@ -13,6 +13,12 @@ REGIMES_VIX = dg.AssetKey(["regimes", "vix"])
 REGIMES_SECTOR_HMM = dg.AssetKey(["regimes", "sector_hmm"])
 MODELS_PRESCREEN = dg.AssetKey(["models", "prescreen"])
 MODELS_POLICY_PPO = dg.AssetKey(["models", "policy_ppo"])
+MODELS_POLICY_SAC = dg.AssetKey(["models", "policy_sac"])
+MODELS_POLICY_TD3 = dg.AssetKey(["models", "policy_td3"])
+MODELS_POLICY_ENSEMBLE = dg.AssetKey(["models", "policy_ensemble"])
+#: The per-fold policies, by strategy name (the evaluation's and the decision's names).
+POLICY_KEYS = {"ppo": MODELS_POLICY_PPO, "sac": MODELS_POLICY_SAC, "td3": MODELS_POLICY_TD3,
+               "ensemble": MODELS_POLICY_ENSEMBLE}
 EVAL_FOLD = dg.AssetKey(["eval", "fold"])
 EVAL_WALK_FORWARD = dg.AssetKey(["eval", "walk_forward"])
 REGIMES_SECTOR_HMM_LIVE = dg.AssetKey(["regimes", "sector_hmm_live"])

@@ -61,7 +61,7 @@ class Codec:
     load: Callable[[Path, str], Any]
 
 
-def _ppo_codec() -> Codec:
+def _policy_codec() -> Codec:
     from ml.agents.checkpoint import checkpoint_bytes, load_checkpoint
 
     return Codec("pt", lambda m, meta: checkpoint_bytes(m, dict(meta)), lambda p, sha: load_checkpoint(p, sha256=sha))
@@ -85,7 +85,10 @@ def _hmm_codec() -> Codec:
 CODECS: dict[tuple[str, ...], tuple[str, Callable[[], Codec]]] = {
     ("regimes", "sector_hmm"): ("sector_hmm", _hmm_codec),
     ("models", "prescreen"): ("prescreen", _joblib_codec),
-    ("models", "policy_ppo"): ("policy_ppo", _ppo_codec),
+    ("models", "policy_ppo"): ("policy_ppo", _policy_codec),
+    ("models", "policy_sac"): ("policy_sac", _policy_codec),
+    ("models", "policy_td3"): ("policy_td3", _policy_codec),
+    ("models", "policy_ensemble"): ("policy_ensemble", _policy_codec),
 }
 
 

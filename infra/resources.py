@@ -217,6 +217,18 @@ class PolicyResource(dg.ConfigurableResource):
     train_through_embargo: bool = Field(default=False, description="Train the policy up to the session before the "
                                         "test window (the label embargo exists for label-trained models; PPO reads "
                                         "no labels). Only for observations without prescreen scores.")
+    validation: bool = Field(default=True, description="Hold out the fold's validation slice (ref.folds."
+                             "validation_start .. train end, 252 sessions) from fitting: every learner keeps its "
+                             "best checkpoint there and the ensemble takes its composite weights from it. "
+                             "False: fit on the whole train window, keep the last checkpoint, equal ensemble weights.")
+    offpolicy_total_steps: Optional[int] = Field(default=None, description="SAC / TD3 environment steps per fold. "
+                                                 + _ML_DEFAULT.format("160,000"))
+    offpolicy_num_envs: Optional[int] = Field(default=None, description="SAC / TD3 environments stepped at once. "
+                                              + _ML_DEFAULT.format("32"))
+    seeds: int = Field(default=1, ge=1, description="Seeds per learner and fold (seed, seed+1, ...); more than one "
+                       "makes each learner an equal-weight seed ensemble (average of the seeds' weights).")
+    deploy: str = Field(default="ppo", description="The policy the daily decision deploys: ppo | sac | td3 | "
+                        "ensemble (models/policy_<name> of the deployed fold).")
     seed: Optional[int] = None
     device: Optional[str] = Field(default=None, description="auto (CUDA when available, else CPU) | cpu | cuda. "
                                   + _ML_DEFAULT.format("auto"))
@@ -237,6 +249,30 @@ class PolicyResource(dg.ConfigurableResource):
 
         return PPOConfig(**overrides(self, ["total_steps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
                                             "ent_coef", "shared_body", "seed", "device"]))
+
+    def agent_config(self, kind: str):
+        """The learner config of ``kind`` (``ppo``, ``sac``, ``td3``) with this resource's overrides."""
+        if kind == "ppo":
+            return self.ppo_config()
+        from ml.agents.sac import SACConfig
+        from ml.agents.td3 import TD3Config
+
+        classes = {"sac": SACConfig, "td3": TD3Config}
+        if kind not in classes:
+            raise ValueError(f"unknown learner {kind!r}; choose ppo, sac or td3")
+        kw = overrides(self, {"offpolicy_total_steps": "total_steps", "offpolicy_num_envs": "num_envs",
+                              "seed": "seed", "device": "device"})
+        return classes[kind](**kw)
+
+    def windows(self, fold) -> tuple[tuple, tuple | None]:
+        """``((first, last) fitted, (first, last) validation or None)`` earned dates of a fold's policies:
+        the train window (:meth:`train_window`) split at the fold's ``validation_start``."""
+        from datetime import timedelta
+
+        first, last = self.train_window(fold)
+        if not self.validation or fold.validation_start is None:
+            return (first, last), None
+        return (first, fold.validation_start - timedelta(days=1)), (fold.validation_start, last)
 
     def train_window(self, fold) -> tuple:
         """``(first, last)`` earned dates the policy trains on: the fold's train window, or (with

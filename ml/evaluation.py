@@ -7,7 +7,7 @@ backtester as the baselines, so all strategies share dates, costs and arithmetic
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from ml import metrics
-from ml.agents.ppo import evaluate_policy
+from ml.agents.rollout import evaluate_policy
 from ml.backtest import BacktestResult, backtest
 from ml.backtest.baselines import BaselineConfig, run_baselines
 from ml.costs import Execution
@@ -97,12 +97,21 @@ def evaluate_window(
 
 def evaluate_fold(policy, panel: MarketPanel, start_idx: int, end_idx: int, cost_rate: float,
                   breaker: CircuitBreakerConfig | None = None, **kwargs) -> FoldEvaluation:
-    """Deterministic rollout of ``policy`` over the window, then :func:`evaluate_window`. With ``breaker``,
-    a second rollout with the circuit breaker in the loop is evaluated as ``ppo_breaker`` (its activations
-    in ``FoldEvaluation.breaker_activations``). Orders fill per the policy's ``env_config.execution`` (the
-    execution model it was trained under), for the policy and the baselines alike."""
-    kwargs.setdefault("execution", policy.env_config.execution)
-    weights = {POLICY: evaluate_policy(policy, panel, start_idx, end_idx).weights}
+    """Deterministic rollout of ``policy`` - one policy (strategy ``ppo``) or ``{strategy: policy}`` (PPO,
+    SAC, TD3, the ensemble; the first is the primary) - over the window, then :func:`evaluate_window`.
+    With ``breaker``, a second rollout of the primary policy with the circuit breaker in the loop is
+    evaluated as ``ppo_breaker`` (its activations in ``FoldEvaluation.breaker_activations``). Orders fill
+    per the primary policy's ``env_config.execution`` (the execution model it was trained under), for every
+    policy and the baselines alike."""
+    policies = policy if isinstance(policy, Mapping) else {POLICY: policy}
+    policy = next(iter(policies.values()))
+    execution = kwargs.setdefault("execution", policy.env_config.execution)
+    weights = {}
+    for name, pol in policies.items():
+        if pol.env_config.execution != execution:
+            raise ValueError(f"policy {name!r} trained with execution {pol.env_config.execution!r}, "
+                             f"the fold evaluates {execution!r}")
+        weights[name] = evaluate_policy(pol, panel, start_idx, end_idx).weights
     activations: list[tuple[int, str]] = []
     if breaker is not None:
         tracker = BreakerTracker(breaker, panel.assets, panel.vix)
@@ -136,9 +145,11 @@ def stressed_returns(track: pl.DataFrame, multiplier: float) -> pl.DataFrame:
 
 def walk_forward_metrics(track: pl.DataFrame, cost_multipliers: Sequence[float] = (1.0, 2.0, 3.0),
                          risk_free: float = 0.0, seed: int = 0) -> pl.DataFrame:
-    """``metrics.metrics_table`` of the stitched track per strategy, at each cost multiplier."""
+    """``metrics.metrics_table`` of the stitched track per strategy, at each cost multiplier; the Sharpe and
+    drawdown differences (with CIs) are taken against SPY, equal weight and - when it is in the track - PPO."""
     tables = []
     names = track["strategy"].unique(maintain_order=True).to_list()
+    benchmarks = [b for b in ("spy_buy_hold", "equal_weight", POLICY) if b in names]
     for mult in cost_multipliers:
         t = stressed_returns(track, mult)
         series = {s: t.filter(pl.col("strategy") == s) for s in names}
@@ -147,6 +158,6 @@ def walk_forward_metrics(track: pl.DataFrame, cost_multipliers: Sequence[float] 
             raise ValueError("strategies of the walk-forward track do not share the same days")
         table = metrics.metrics_table({s: f["net_return"].to_numpy() for s, f in series.items()}, dates,
                                       {s: f["turnover"].to_numpy() for s, f in series.items()},
-                                      risk_free=risk_free, seed=seed)
+                                      risk_free=risk_free, benchmark_names=benchmarks, seed=seed)
         tables.append(table.with_columns(pl.lit(float(mult)).alias("cost_multiplier")))
     return pl.concat(tables)

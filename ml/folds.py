@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,8 @@ SEED_FOLD_KEY = "seed-2008-2019"
 SEED_TRAIN = (date(2008, 1, 1), date(2019, 12, 31))
 SEED_TEST = (date(2020, 1, 1), date(2025, 12, 31))
 DEFAULT_WARMUP_SESSIONS = 252
+#: Sessions at the end of each train window held out for model selection (policies); see :class:`Fold`.
+VALIDATION_SESSIONS = 252
 
 DateLike = date | np.datetime64 | str
 
@@ -33,6 +35,10 @@ class Fold:
     """One walk-forward fold (all bounds inclusive, all dates are trading days of the calendar).
 
     ``embargo_days``: trading sessions strictly between ``train_end`` and ``test_start``.
+    ``validation_start``: first session of the validation slice - the last ``VALIDATION_SESSIONS`` sessions
+    of the train window, ``[validation_start, train_end]`` - on which the policies choose their checkpoint
+    and the ensemble its weights (they fit on ``[train_start, validation_start)``); None when the train
+    window is shorter than twice the slice.
     """
 
     key: str
@@ -41,12 +47,15 @@ class Fold:
     embargo_days: int
     test_start: date
     test_end: date
+    validation_start: date | None = None
 
     def __post_init__(self) -> None:
         if not (self.train_start <= self.train_end < self.test_start <= self.test_end):
             raise ValueError(f"fold {self.key!r}: need train_start <= train_end < test_start <= test_end, got {self}")
         if self.embargo_days < 0:
             raise ValueError(f"fold {self.key!r}: embargo_days must be >= 0")
+        if self.validation_start is not None and not self.train_start < self.validation_start <= self.train_end:
+            raise ValueError(f"fold {self.key!r}: validation_start must lie in (train_start, train_end]")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (dates as ISO strings)."""
@@ -65,11 +74,18 @@ class Fold:
             embargo_days=int(d["embargo_days"]),
             test_start=_d(d["test_start"]),
             test_end=_d(d["test_end"]),
+            validation_start=None if d.get("validation_start") is None else _d(d["validation_start"]),
         )
 
     def train_expr(self, col: str = "date") -> pl.Expr:
         """Polars predicate: ``col`` in [train_start, train_end]."""
         return pl.col(col).is_between(self.train_start, self.train_end, closed="both")
+
+    def fit_window(self) -> tuple[date, date]:
+        """Earned dates a policy fits on: the train window before the validation slice (all of it without one)."""
+        if self.validation_start is None:
+            return self.train_start, self.train_end
+        return self.train_start, self.validation_start - timedelta(days=1)
 
     def test_expr(self, col: str = "date") -> pl.Expr:
         """Polars predicate: ``col`` in [test_start, test_end]."""
@@ -136,6 +152,7 @@ def _make_fold(
     i_tr_start = int(np.searchsorted(cal, np.datetime64(train_start, "D"), side="left"))
     if i_tr_end < i_tr_start:
         return None
+    i_val = i_tr_end - VALIDATION_SESSIONS + 1
     return Fold(
         key=key,
         train_start=_to_date(cal[i_tr_start]),
@@ -143,6 +160,7 @@ def _make_fold(
         embargo_days=embargo,
         test_start=_to_date(cal[i_ts]),
         test_end=_to_date(cal[i_te]),
+        validation_start=_to_date(cal[i_val]) if i_val - i_tr_start >= VALIDATION_SESSIONS else None,
     )
 
 
@@ -202,7 +220,7 @@ def seed_fold(
 
 
 def folds_frame(folds: Sequence[Fold]) -> pl.DataFrame:
-    """One row per fold (key, train_start, train_end, embargo_days, test_start, test_end) for tables."""
+    """One row per fold (key, train_start, train_end, embargo_days, test_start, test_end, validation_start)."""
     schema = {
         "key": pl.Utf8,
         "train_start": pl.Date,
@@ -210,6 +228,7 @@ def folds_frame(folds: Sequence[Fold]) -> pl.DataFrame:
         "embargo_days": pl.Int64,
         "test_start": pl.Date,
         "test_end": pl.Date,
+        "validation_start": pl.Date,
     }
     return pl.DataFrame([asdict(f) for f in folds], schema=schema)
 

@@ -20,7 +20,10 @@ from assets.keys import (
     EVAL_WALK_FORWARD,
     FEATURES_DAILY,
     LABELS_FORWARD,
+    MODELS_POLICY_ENSEMBLE,
     MODELS_POLICY_PPO,
+    MODELS_POLICY_SAC,
+    MODELS_POLICY_TD3,
     MODELS_PRESCREEN,
     MONITORING_DRIFT,
     REF_FOLDS,
@@ -30,7 +33,8 @@ from assets.keys import (
     REGIMES_VIX,
 )
 
-FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, EVAL_FOLD)
+FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, MODELS_POLICY_SAC,
+                                       MODELS_POLICY_TD3, MODELS_POLICY_ENSEMBLE, EVAL_FOLD)
 DECIDE_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM_LIVE, DECISIONS_DAILY, MONITORING_DRIFT)
 
 #: The nightly job's run config: incremental ingestion and incremental feature/label writes.
@@ -52,7 +56,8 @@ prepare_job = dg.define_asset_job(
 )
 fold_job = dg.define_asset_job(
     "fold", selection=FOLD_ASSETS,
-    description="Per-fold models and evaluation for one fold partition (sector HMMs, prescreen, PPO, eval).",
+    description="Per-fold models and evaluation for one fold partition (sector HMMs, prescreen, PPO, SAC, TD3, "
+    "their ensemble, eval).",
 )
 report_job = dg.define_asset_job(
     "report", selection=dg.AssetSelection.assets(EVAL_WALK_FORWARD),

@@ -1,4 +1,6 @@
 """Per-fold assets on synthetic data: folds become partitions; HMMs, prescreen and PPO fit on the train window only."""
+from datetime import date
+
 import dagster as dg
 import polars as pl
 import pytest
@@ -8,7 +10,7 @@ from assets import evaluation, features, folds, ingestion, policies, prescreen, 
 from assets.keys import (
     EVAL_FOLD,
     EVAL_WALK_FORWARD,
-    MODELS_POLICY_PPO,
+    POLICY_KEYS,
     MODELS_PRESCREEN,
     REGIMES_SECTOR_HMM,
     REGIMES_SECTOR_HMM_LIVE,
@@ -48,7 +50,8 @@ def pipeline(tmp_path_factory):
         "features": FeatureStoreResource(lookahead_cutoffs=2),
         "regimes": RegimeResource(hmm_restarts=2),
         "prescreen": PrescreenResource(cv_splits=2, n_jobs=1),
-        "policy": PolicyResource(total_steps=8192, num_envs=16, episode_length=128),
+        "policy": PolicyResource(total_steps=8192, num_envs=16, episode_length=128, offpolicy_total_steps=2048,
+                                 offpolicy_num_envs=16),
         "risk": RiskResource(research_enabled=True),
     }
     instance = dg.DagsterInstance.ephemeral()
@@ -58,7 +61,7 @@ def pipeline(tmp_path_factory):
     assert prep.success
     keys = instance.get_dynamic_partitions(FOLDS)
     results = {k: dg.materialize(PER_FOLD, resources=resources, instance=instance, partition_key=k,
-                                 selection=[REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, EVAL_FOLD])
+                                 selection=[REGIMES_SECTOR_HMM, MODELS_PRESCREEN, *POLICY_KEYS.values(), EVAL_FOLD])
                for k in ("2013", "2014")}
     return resources, instance, keys, results
 
@@ -103,6 +106,18 @@ def test_two_folds_materialize_and_fit_only_on_train(pipeline):
         root = resources["warehouse"].artifact_root()
         policy = load_checkpoint(root / ckpt["path"], sha256=ckpt["sha256"])
         assert isinstance(policy, torch.nn.Module)
+        # every learner fits before the validation slice and the ensemble weighs them on it
+        assert fold.validation_start is not None and fold.fit_window()[1] < fold.validation_start
+        for kind in ("ppo", "sac", "td3", "ensemble"):
+            rec = artifact_records(wh, f"policy_{kind}", [key]).row(0, named=True)
+            model = load_checkpoint(root / rec["path"], sha256=rec["sha256"])
+            assert model.kind == kind
+            assert date.fromisoformat(model.train_window[1]) < fold.validation_start, (kind, model.train_window)
+        for kind in ("sac", "td3"):
+            curve = read_table(wh, f"models.{kind}_training", "WHERE fold = ?", [key])
+            assert curve.height >= 1 and curve["val_sharpe"].drop_nans().drop_nulls().len() >= 1
+        weights = read_table(wh, "models.ensemble_weights", "WHERE fold = ?", [key])
+        assert sorted(weights["member"]) == ["ppo", "sac", "td3"] and abs(weights["weight"].sum() - 1.0) < 1e-12
 
 
 @pytest.mark.slow
@@ -125,7 +140,7 @@ def test_evaluation_walk_forward_report_and_views(pipeline, tmp_path):
     resources, instance, _, _ = pipeline
     wh = resources["warehouse"].get()
     m = read_table(wh, "eval.fold_metrics", "WHERE fold = '2014' AND cost_multiplier = 1.0")
-    assert {"ppo", "ppo_breaker", "spy_buy_hold", "equal_weight", "sixty_forty", "vix_rule",
+    assert {"ppo", "ppo_breaker", "sac", "td3", "ensemble", "spy_buy_hold", "equal_weight", "sixty_forty", "vix_rule",
             "vix_switch"} == set(m["strategy"])  # research breaker switched on in this module's resources
     wf = dg.materialize(PER_FOLD, resources=resources, instance=instance, selection=[EVAL_WALK_FORWARD])
     assert wf.success
@@ -144,7 +159,7 @@ def test_evaluation_walk_forward_report_and_views(pipeline, tmp_path):
                               "WHERE strategy = 'ppo' GROUP BY ALL").fetchall()
         assert sum(n for _, n in buckets) == ppo.height
         latest = con.execute("SELECT fold, strategy, date FROM analytics.latest_allocation").fetchall()
-        assert {r[0] for r in latest} == {"2014"} and len(latest) == 7
+        assert {r[0] for r in latest} == {"2014"} and len(latest) == 10  # 4 policies, breaker, 5 baselines
         assert con.execute("SELECT count(*) FROM analytics.walk_forward_daily").fetchall()[0][0] == track.height
     finally:
         con.close()

@@ -111,7 +111,8 @@ def test_every_stage_runs_by_direct_invocation_on_in_memory_inputs(inputs, tmp_p
     hmm = regimes.sector_hmm(ctx, regimes=RegimeResource(hmm_restarts=1), bars=bars, sectors=sectors,
                              folds=fold_frame)
     assert isinstance(hmm, FoldModel) and set(hmm.model.fitted) and {"main", "summary"} <= set(hmm.tables)
-    policy_res = PolicyResource(total_steps=4096, num_envs=16, episode_length=128, observation="all")
+    policy_res = PolicyResource(total_steps=4096, num_envs=16, episode_length=128, observation="all",
+                                offpolicy_total_steps=2048, offpolicy_num_envs=16)
     models = prescreen.prescreen_models(ctx, prescreen=PrescreenResource(cv_splits=2, n_jobs=1), policy=policy_res,
                                         features=feats, labels=labels, vix=vix, folds=fold_frame)
     assert [g.name for g in models.model.generations] == ["g1", "g2", "final"]  # the policy observes the scores
@@ -129,10 +130,22 @@ def test_every_stage_runs_by_direct_invocation_on_in_memory_inputs(inputs, tmp_p
     assert {"sectors.p_bull", "sectors.p_bear", "SPY.prescreen", "vix_term"} <= set(policy.obs_names)
 
     loaded_policy = LoadedModel(policy, "2014", "2014/policy_ppo.pt", "-", {})
+    members = {"ppo": loaded_policy}
+    for kind in ("sac", "td3"):
+        out = getattr(policies, f"policy_{kind}")(ctx, policy=policy_res, **panel_inputs)
+        assert out.model.kind == kind and out.model.obs_names == policy.obs_names
+        assert {"grad_steps", "qf_loss", "val_sharpe", "seed"} <= set(out.tables["main"].columns)
+        members[kind] = LoadedModel(out.model, "2014", f"2014/policy_{kind}.pt", "-", {})
+    ensemble = policies.policy_ensemble(ctx, policy=policy_res, **members, **panel_inputs)
+    table = ensemble.tables["main"]
+    assert table["member"].to_list() == ["ppo", "sac", "td3"] and abs(table["weight"].sum() - 1.0) < 1e-12
+    assert {"val_return", "spy_val_return", "sortino", "composite", "fallback_equal"} <= set(table.columns)
+    loaded = {f"policy_{k}": m for k, m in members.items()}
+    loaded["policy_ensemble"] = LoadedModel(ensemble.model, "2014", "2014/policy_ensemble.pt", "-", {})
     ev = evaluation.fold_evaluation(ctx, policy=policy_res, regimes=RegimeResource(), risk=RiskResource(),
-                                    warehouse=warehouse, policy_ppo=loaded_policy, **panel_inputs)
+                                    warehouse=warehouse, **loaded, **panel_inputs)
     assert {"main", "allocations", "metrics"} == set(ev)
-    assert {"ppo", "equal_weight", "spy_buy_hold"} <= set(ev["main"]["strategy"])
+    assert {"ppo", "sac", "td3", "ensemble", "equal_weight", "spy_buy_hold"} <= set(ev["main"]["strategy"])
     assert (tmp_path / "reports" / "fold_2014.html").is_file()
 
     per_fold = {part: frame.with_columns(pl.lit("2014").alias("fold")) for part, frame in ev.items()}
@@ -145,8 +158,8 @@ def test_every_stage_runs_by_direct_invocation_on_in_memory_inputs(inputs, tmp_p
     out = decisions.daily_decisions(
         _context(), config=decisions.DecisionConfig(), policy=policy_res, risk=RiskResource(), warehouse=warehouse,
         features=feats.filter(pl.col("ticker").is_in(list(policy.assets))), vix=vix, folds=fold_frame,
-        policies=FoldModels.of({"2014": loaded_policy}), prescreen=FoldModels.of({"2014": loaded_prescreen}),
-        live_states=live)
+        policies=FoldModels.of({"2014": loaded_policy}), sac_policies=FoldModels.of({}), td3_policies=FoldModels.of({}),
+        ensemble_policies=FoldModels.of({}), prescreen=FoldModels.of({"2014": loaded_prescreen}), live_states=live)
     row = out.value.row(0, named=True)
     assert row["decision_date"] == date(2014, 12, 31) and row["fold"] == "2014"
     assert np.isclose(sum(row["target_weights"]), 1.0) and row["obs_names"] == list(policy.obs_names)

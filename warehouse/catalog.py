@@ -111,8 +111,24 @@ CATALOG: dict[tuple[str, ...], AssetStorage] = {
                           "Test-window calibration table (10 bins) per fold and model slot."),
     }, per_fold=True),
     ("models", "policy_ppo"): AssetStorage({
-        MAIN: _t("models.ppo_training", ("iteration",),
-                 "PPO training curve per fold and iteration: env steps/s, reward, entropy, approx KL, losses."),
+        MAIN: _t("models.ppo_training", ("seed", "iteration"),
+                 "PPO training curve per fold, seed and iteration: env steps/s, reward, entropy, approx KL, losses, "
+                 "validation Sharpe (the kept checkpoint is the best one)."),
+    }, per_fold=True),
+    ("models", "policy_sac"): AssetStorage({
+        MAIN: _t("models.sac_training", ("seed", "iteration"),
+                 "SAC training curve per fold, seed and logging step: env/gradient steps per s, reward, Q loss, "
+                 "temperature, entropy, validation Sharpe."),
+    }, per_fold=True),
+    ("models", "policy_td3"): AssetStorage({
+        MAIN: _t("models.td3_training", ("seed", "iteration"),
+                 "TD3 training curve per fold, seed and logging step: env/gradient steps per s, reward, Q and actor "
+                 "losses, validation Sharpe."),
+    }, per_fold=True),
+    ("models", "policy_ensemble"): AssetStorage({
+        MAIN: _t("models.ensemble_weights", ("member",),
+                 "Per fold and ensemble member: validation-slice return, SPY's, Sortino, composite score "
+                 "(excess x min(Sortino, 3)), ensemble weight, and whether the weights fell back to equal."),
     }, per_fold=True),
     ("eval", "fold"): AssetStorage({
         MAIN: _t("eval.daily_returns", ("strategy", "date"),

@@ -33,15 +33,15 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import polars as pl
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ml.agents.common import Determinism, RunningMeanStd, TrainResult, init_obs_stats, layer, mlp, resolve_device
+from ml.agents.rollout import EvalResult, ValidationSelector, evaluate_policy
 from ml.envs.market_panel import MarketPanel
 from ml.envs.portfolio import BatchedPortfolioEnv, EnvConfig
 
@@ -108,6 +108,8 @@ class PPOConfig(BaseModel):
         default=1, ge=1, description="torch CPU threads during rollouts (small ops: 1 avoids threading overhead)"
     )
     deterministic: bool = True
+    eval_every: int = Field(default=3, ge=1, description="iterations between evaluations on the validation slice "
+                            "(when train_ppo gets one): the best checkpoint by validation Sharpe is kept")
 
     @property
     def batch_size(self) -> int:
@@ -118,73 +120,9 @@ class PPOConfig(BaseModel):
         return max(1, self.total_steps // self.batch_size)
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else is passed to ``torch.device``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 # ----------------------------------------------------------------------------------------------------
 # Networks
 # ----------------------------------------------------------------------------------------------------
-
-
-class RunningMeanStd(nn.Module):
-    """Running mean/variance (float64 buffers, parallel-merge update); part of the policy's state_dict."""
-
-    def __init__(self, dim: int, clip: float = 10.0, eps: float = 1e-8):
-        super().__init__()
-        self.clip, self.eps = float(clip), float(eps)
-        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
-        self.register_buffer("var", torch.ones(dim, dtype=torch.float64))
-        self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Merge the statistics of the rows of ``x`` ``[N, dim]``."""
-        x = x.reshape(-1, self.mean.numel()).to(torch.float64)
-        n = float(x.shape[0])
-        b_mean, b_var = x.mean(0), x.var(0, unbiased=False)
-        tot = self.count + n
-        delta = b_mean - self.mean
-        m2 = self.var * self.count + b_var * n + delta * delta * self.count * n / tot
-        self.mean.copy_(self.mean + delta * n / tot)
-        self.var.copy_(m2 / tot)
-        self.count.copy_(tot)
-
-    def set_stats(self, mean: torch.Tensor, var: torch.Tensor, count: float) -> None:
-        with torch.no_grad():
-            self.mean.copy_(mean)
-            self.var.copy_(var)
-            self.count.fill_(float(count))
-
-    def frozen(self, dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The normalisation with the current statistics as constants of ``dtype`` (for hot loops)."""
-        m = self.mean.to(dtype)
-        s = torch.sqrt(self.var + self.eps).to(dtype)
-        lo, hi = -self.clip, self.clip
-        return lambda x: torch.clamp((x - m) / s, lo, hi)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """``clip((x - mean) / sqrt(var + eps), -clip, clip)`` in ``x``'s dtype."""
-        return self.frozen(x.dtype)(x)
-
-
-def _layer(n_in: int, n_out: int, std: float) -> nn.Linear:
-    lin = nn.Linear(n_in, n_out)
-    nn.init.orthogonal_(lin.weight, std)
-    nn.init.zeros_(lin.bias)
-    return lin
-
-
-def _mlp(n_in: int, hidden: tuple[int, ...], n_out: int, out_std: float) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for h in hidden:
-        layers += [_layer(n_in, h, math.sqrt(2.0)), nn.Tanh()]
-        n_in = h
-    layers.append(_layer(n_in, n_out, out_std))
-    return nn.Sequential(*layers)
 
 
 class PPOPolicy(nn.Module):
@@ -217,12 +155,12 @@ class PPOPolicy(nn.Module):
         self.hidden_sizes = tuple(int(h) for h in hidden_sizes)
         self.obs_rms = RunningMeanStd(obs_dim, clip=obs_clip)
         self.shared_body = bool(shared_body)
-        self.actor = _mlp(obs_dim, self.hidden_sizes, n_actions, 0.01)
+        self.actor = mlp(obs_dim, self.hidden_sizes, n_actions, 0.01)
         if self.shared_body:  # the critic reuses the actor's body modules (the same parameters), own head
             width = self.hidden_sizes[-1] if self.hidden_sizes else obs_dim
-            self.critic = nn.Sequential(*list(self.actor)[:-1], _layer(width, 1, 1.0))
+            self.critic = nn.Sequential(*list(self.actor)[:-1], layer(width, 1, 1.0))
         else:
-            self.critic = _mlp(obs_dim, self.hidden_sizes, 1, 1.0)
+            self.critic = mlp(obs_dim, self.hidden_sizes, 1, 1.0)
         self.log_std = nn.Parameter(torch.full((n_actions,), float(init_log_std)))
         self.env_config = env_config or EnvConfig()
         self.ppo_config = ppo_config or PPOConfig()
@@ -231,9 +169,19 @@ class PPOPolicy(nn.Module):
         self.data_hash = data_hash
         self.train_window = tuple(train_window)
 
+    kind = "ppo"
+
+    @property
+    def seed(self) -> int:
+        return self.ppo_config.seed
+
     # -- acting ----------------------------------------------------------------------------------------
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         return self.obs_rms.normalize(obs)
+
+    def act_t(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deterministic logits assets-first ``[A+1, E]`` for raw observations ``[E, D]``."""
+        return self._actor_mean_t(self.normalize(obs.to(self.log_std.dtype)))
 
     def mean_logits(self, obs: torch.Tensor) -> torch.Tensor:
         """Mean logits ``[..., A+1]`` for raw observations."""
@@ -252,8 +200,8 @@ class PPOPolicy(nn.Module):
         """Actor on normalised ``[E, D]`` obs, returned assets-first ``[A+1, E]`` (for the batched env)."""
         h = obs_n
         layers = list(self.actor)
-        for layer in layers[:-1]:
-            h = layer(h)
+        for module in layers[:-1]:
+            h = module(h)
         last: nn.Linear = layers[-1]  # type: ignore[assignment]
         return torch.addmm(last.bias[:, None], last.weight, h.t())
 
@@ -280,50 +228,6 @@ class PPOPolicy(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class TrainResult:
-    """What :func:`train_ppo` returns: the policy (on CPU, eval mode), the training curve (one dict per
-    iteration, as passed to ``on_iteration``), totals and the train-window data hash."""
-
-    policy: PPOPolicy
-    curve: list[dict[str, float]] = field(default_factory=list)
-    env_steps: int = 0
-    wall_s: float = 0.0
-    data_hash: str = ""
-    train_window: tuple[int, int] = (0, 0)
-
-
-class _Determinism:
-    """Context: seed-independent global torch settings for one training run, restored on exit."""
-
-    def __init__(self, cfg: PPOConfig, device: torch.device):
-        self.cfg, self.device = cfg, device
-
-    def __enter__(self) -> None:
-        self._threads = torch.get_num_threads()
-        self._det = torch.are_deterministic_algorithms_enabled()
-        self._det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-        if self.cfg.num_threads is not None:
-            torch.set_num_threads(self.cfg.num_threads)
-        if self.cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=self.device.type != "cpu")
-
-    def __exit__(self, *exc: object) -> None:
-        torch.set_num_threads(self._threads)
-        torch.use_deterministic_algorithms(self._det, warn_only=self._det_warn)
-
-
-def _init_obs_stats(policy: PPOPolicy, env: BatchedPortfolioEnv, start_idx: int, end_idx: int) -> None:
-    """Seed the normaliser with the train window's feature rows (weights: uniform-simplex moments)."""
-    feat = env._feat[:, start_idx : end_idx + 1].t().to(torch.float64)  # [T, F]
-    k = env.n_assets + 1
-    w_mean = torch.full((k,), 1.0 / k, dtype=torch.float64, device=feat.device)
-    w_var = torch.full((k,), (k - 1) / (k * k * (k + 1)), dtype=torch.float64, device=feat.device)  # Dirichlet(1)
-    mean = torch.cat([feat.mean(0), w_mean])
-    var = torch.cat([feat.var(0, unbiased=False), w_var])
-    policy.obs_rms.set_stats(mean, var, float(feat.shape[0]))
-
-
 def train_ppo(
     panel: MarketPanel,
     start_idx: int,
@@ -331,10 +235,16 @@ def train_ppo(
     env_config: EnvConfig | None = None,
     config: PPOConfig | None = None,
     on_iteration: Callable[[dict[str, float]], None] | None = None,
+    validation: tuple[int, int] | None = None,
 ) -> TrainResult:
     """Train a PPO allocation policy on panel rows ``[start_idx, end_idx]`` (the fold's training window:
     decisions at rows ``start_idx .. end_idx-1`` earn ``returns[start_idx+1 .. end_idx]``, see
     :meth:`MarketPanel.index_range`). Nothing outside the window is seen (rollouts, normaliser).
+
+    ``validation``: panel rows ``(lo, hi)`` of the validation slice (after ``end_idx``): every
+    ``eval_every`` iterations (and after the last) the deterministic policy is evaluated there and the
+    best checkpoint by validation Sharpe is returned (:class:`~ml.agents.rollout.ValidationSelector`);
+    the rows gain ``val_sharpe``. None: the last checkpoint.
 
     ``on_iteration`` receives one dict per iteration: ``iteration``, ``env_steps``, ``env_steps_per_s``,
     ``mean_reward`` (raw env reward per step), ``mean_net`` (daily net return), ``episodes``,
@@ -347,7 +257,7 @@ def train_ppo(
     cfg = config or PPOConfig()
     device = resolve_device(cfg.device)
     t_start = time.perf_counter()
-    with _Determinism(cfg, device):
+    with Determinism(cfg, device):
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % (2**32))
         env = BatchedPortfolioEnv(
@@ -363,17 +273,20 @@ def train_ppo(
             train_window=(str(dates[start_idx + 1]), str(dates[end_idx])),
         ).to(device)
         if cfg.normalize_obs:
-            _init_obs_stats(policy, env, start_idx, end_idx)
+            init_obs_stats(policy.obs_rms, env, start_idx, end_idx)
         else:
             policy.obs_rms.clip = float("inf")
         optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
         gen = torch.Generator(device=device)
         gen.manual_seed(cfg.seed + 2)
-        curve = _train_loop(policy, env, optimizer, gen, cfg, on_iteration, t_start)
+        selector = ValidationSelector(panel, validation, device)
+        curve = _train_loop(policy, env, optimizer, gen, cfg, on_iteration, t_start, selector)
+        selector.restore(policy)
     policy = policy.cpu().eval()
     return TrainResult(
         policy=policy, curve=curve, env_steps=cfg.num_iterations * cfg.batch_size,
         wall_s=time.perf_counter() - t_start, data_hash=policy.data_hash, train_window=(start_idx, end_idx),
+        selection=selector.summary(),
     )
 
 
@@ -385,6 +298,7 @@ def _train_loop(
     cfg: PPOConfig,
     on_iteration: Callable[[dict[str, float]], None] | None,
     t_start: float,
+    selector: ValidationSelector,
 ) -> list[dict[str, float]]:
     S, E, D, K = cfg.num_steps, cfg.num_envs, env.obs_dim, env.n_assets + 1
     dev, f32 = env.device, torch.float32
@@ -546,82 +460,10 @@ def _train_loop(
                 "update_s": time.perf_counter() - t_it - t_roll,
                 "wall_s": time.perf_counter() - t_start,
             }
+        if selector.enabled:
+            due = it % cfg.eval_every == 0 or it == n_iter
+            row["val_sharpe"] = selector(policy, it * cfg.batch_size)["val_sharpe"] if due else float("nan")
         curve.append(row)
         if on_iteration is not None:
             on_iteration(row)
     return curve
-
-
-# ----------------------------------------------------------------------------------------------------
-# Evaluation
-# ----------------------------------------------------------------------------------------------------
-
-
-class EvalResult(NamedTuple):
-    """Deterministic rollout over a window: ``weights[i]`` ``[A+1]`` (cash last) were chosen at the close of
-    panel row ``start_idx + i`` and earned ``net_returns[i]`` on ``dates[i]`` (= panel row ``start_idx+i+1``)."""
-
-    weights: np.ndarray  # [T, A+1] float64
-    net_returns: np.ndarray  # [T] float64, daily net return (fraction)
-    dates: np.ndarray  # [T] datetime64[D], the day each net return was earned
-
-    def to_frame(self, assets: tuple[str, ...] | list[str]) -> pl.DataFrame:
-        """Long-friendly Polars frame: ``date`` (day earned), ``w_<asset>``..., ``w_cash``, ``net_return``."""
-        cols = {"date": pl.Series(self.dates).cast(pl.Date)}
-        for j, name in enumerate([*assets, "cash"]):
-            cols[f"w_{name}"] = pl.Series(self.weights[:, j])
-        cols["net_return"] = pl.Series(self.net_returns)
-        return pl.DataFrame(cols)
-
-
-def _check_compatible(policy: PPOPolicy, panel: MarketPanel) -> None:
-    names = policy.env_config.obs_names(panel)
-    if policy.obs_names and names != policy.obs_names:
-        raise ValueError(
-            f"panel observation layout {names} does not match the policy's {policy.obs_names}"
-        )
-    if len(names) != policy.obs_dim:
-        raise ValueError(f"panel gives {len(names)} observation columns, the policy expects {policy.obs_dim}")
-
-
-@torch.no_grad()
-def evaluate_policy(
-    policy: PPOPolicy, panel: MarketPanel, start_idx: int, end_idx: int, device: str = "cpu",
-    overlay: Any | None = None,
-) -> EvalResult:
-    """Deterministic rollout (``softmax(mean logits)``, frozen normaliser) over panel rows
-    ``[start_idx, end_idx]``: one episode from ``initial_weights``, no time limit, no termination;
-    decisions at rows ``start_idx .. end_idx-1``. Costs and drift as in training (float64 arithmetic).
-
-    ``overlay`` (e.g. :class:`ml.risk.BreakerTracker`): ``overlay.adjust(row, weights [A+1]) -> weights``
-    rewrites each day's target weights before the step (the policy then sees the adjusted holdings),
-    ``overlay.observe(net)`` receives the net return the step earned."""
-    _check_compatible(policy, panel)
-    dev = resolve_device(device)
-    n = int(end_idx) - int(start_idx)
-    cfg = policy.env_config.model_copy(update={"episode_length": n, "terminate_below": None, "dtype": "float64"})
-    env = BatchedPortfolioEnv(panel, cfg, start_idx, end_idx, num_envs=1, device=dev)
-    was = policy.training
-    pol = policy.to(dev).eval()
-    w_out = torch.empty(n, env.n_assets + 1, dtype=torch.float64, device=dev)
-    net_out = torch.empty(n, dtype=torch.float64, device=dev)
-    pdt = pol.log_std.dtype
-    with torch.inference_mode():
-        obs = env.reset(starts=[start_idx])
-        for i in range(n):
-            logits_t = pol._actor_mean_t(pol.normalize(obs.to(pdt)))
-            if overlay is not None:  # adjust the weights, hand them back as logits (log w: softmax-exact)
-                w = torch.softmax(logits_t.to(torch.float64), dim=0)[:, 0].cpu().numpy()
-                w = overlay.adjust(start_idx + i, w)
-                logits_t = torch.log(torch.as_tensor(w, dtype=torch.float64, device=dev))[:, None]
-            obs, _r, _te, _tr, info = env.step_t(logits_t)
-            w_out[i] = info["weights"][0]
-            net_out[i] = info["net"][0]
-            if overlay is not None:
-                overlay.observe(float(info["net"][0]))
-    pol.train(was)
-    return EvalResult(
-        weights=w_out.cpu().numpy(),
-        net_returns=net_out.cpu().numpy(),
-        dates=panel.dates[start_idx + 1 : end_idx + 1].copy(),
-    )
