@@ -27,7 +27,7 @@ from infra.io_managers import FoldModel, LoadedModel
 from infra.partitions import folds_partitions
 from infra.resources import PolicyResource
 from ml import metrics
-from ml.agents.ensemble import EnsemblePolicy, composite_score, composite_weights
+from ml.agents.ensemble import EnsemblePolicy, composite_ensemble
 from ml.agents.ppo import train_ppo
 from ml.agents.rollout import evaluate_policy
 from ml.agents.sac import train_sac
@@ -178,30 +178,23 @@ def policy_ensemble(context: dg.AssetExecutionContext, policy: PolicyResource, p
     members = {"ppo": ppo.model, "sac": sac.model, "td3": td3.model}
     _, panel = _fold_panel(policy, fold, features, vix, sector_probabilities, prescreen)
     _, val = policy.windows(fold)
-    rows = []
+    try:
+        ens = composite_ensemble(members, panel, panel.index_range(*val) if val else None, BENCHMARK)
+    except ValueError as exc:
+        raise dg.Failure(str(exc)) from exc
+    weights, fell_back = ens.weights, ens.fell_back
     if val is None:
         context.log.warning(f"fold {fold.key}: no validation slice (validation off or train window too short): "
                             "equal ensemble weights")
-        weights, fell_back = {k: 1.0 / len(members) for k in members}, True
-    else:
-        vlo, vhi = panel.index_range(*val)
-        if BENCHMARK not in panel.assets:
-            raise dg.Failure(f"the composite score needs {BENCHMARK} among the allocation assets {panel.assets}")
-        spy = panel.returns[vlo + 1 : vhi + 1, panel.assets.index(BENCHMARK)]
-        scores = {k: composite_score(evaluate_policy(m, panel, vlo, vhi).net_returns, spy) for k, m in members.items()}
-        weights, fell_back = composite_weights({k: s.composite for k, s in scores.items()})
-        rows = [{"member": k, "val_return": s.val_return, "spy_val_return": s.spy_return, "excess": s.excess,
-                 "sortino": s.sortino, "composite": s.composite} for k, s in scores.items()]
-        if fell_back:
-            context.log.warning(f"fold {fold.key}: no member beats SPY on the validation slice {val[0]}..{val[1]} "
-                                "(every composite <= 0): equal ensemble weights")
-    table = pl.DataFrame(rows or [{"member": k} for k in members], schema_overrides={"member": pl.Utf8}) \
-        .with_columns(pl.col("member").replace_strict(weights, return_dtype=pl.Float64).alias("weight"),
-                      pl.lit(fell_back).alias("fallback_equal"))
+    elif fell_back:
+        context.log.warning(f"fold {fold.key}: no member beats {BENCHMARK} on the validation slice {val[0]}..{val[1]} "
+                            "(every composite <= 0): equal ensemble weights")
+    table = pl.DataFrame(ens.table_rows(), schema_overrides={k: pl.Float64 for k in (
+        "val_return", "spy_val_return", "excess", "sortino", "composite")})
     context.log.info(f"fold {fold.key} ensemble: " + ", ".join(
-        f"{r['member'].upper()} composite {r.get('composite', float('nan')):+.3f} -> {r['weight']:.0%}"
-        for r in table.iter_rows(named=True)))
-    model = EnsemblePolicy(list(members.values()), [weights[k] for k in members], list(members))
+        f"{r['member'].upper()} composite {r['composite'] if r['composite'] is not None else float('nan'):+.3f} "
+        f"-> {r['weight']:.0%}" for r in table.iter_rows(named=True)))
+    model = ens.policy
     context.add_output_metadata({
         "fold": fold.key,
         "validation_window": f"{val[0]} .. {val[1]}" if val else "none",

@@ -9,9 +9,14 @@ Measures, in one run (real snapshot train window 2008-2019 when present, else a 
     loop per step with batch-1 policy calls, per-step observation/reward normalisation wrappers as in the
     usual notebook, NumPy GAE - same data, network and hyper-parameters (one full rollout + update);
     and the ratio (b)/(c);
-(d) peak RSS (``ru_maxrss``) of a child process that loads the data and runs default-config training.
+(d) peak RSS (``ru_maxrss``) of a child process that loads the data and runs default-config training;
+(e) SAC and TD3 (:func:`~ml.agents.sac.train_sac`, :func:`~ml.agents.td3.train_td3`) at their default configs
+    (32 envs, batch 256, one gradient step per vector step) for ``--offpolicy-steps`` env steps: env-steps/s
+    and gradient-steps/s after the random-action warm-up (steady state), and the full-budget wall time
+    they imply for one fold (the default 160k steps).
 
 Usage: ``python benchmarks/rl_throughput.py [--device auto|cpu|cuda] [--threads 1] [--json out.json]``
+       ``[--only-offpolicy]``
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml.agents.ppo import PPOConfig, PPOPolicy, resolve_device, train_ppo  # noqa: E402
+from ml.agents.sac import SACConfig, train_sac  # noqa: E402
+from ml.agents.td3 import TD3Config, train_td3  # noqa: E402
 from ml.dataset import allocation_panel  # noqa: E402
 from ml.envs.market_panel import MarketPanel  # noqa: E402
 from ml.envs.portfolio import BatchedPortfolioEnv, EnvConfig, PortfolioEnv  # noqa: E402
@@ -196,6 +203,32 @@ def rss_child(data: Path, iterations: int, device: str) -> None:
     print(json.dumps({"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 
 
+def bench_offpolicy(panel: MarketPanel, lo: int, hi: int, device: torch.device, steps: int) -> dict:
+    """(e): SAC and TD3 at their default configs for ``steps`` env steps; steady-state rates from the curve
+    rows after the warm-up (the first row is dropped)."""
+    out = {}
+    for name, trainer, config in (("sac", train_sac, SACConfig), ("td3", train_td3, TD3Config)):
+        cfg = config(device=str(device), total_steps=steps, log_every=max(steps // 10, 1))
+        res = trainer(panel, lo, hi, EnvConfig(), cfg)
+        rows = [r for r in res.curve[1:] if r["grad_steps"] > 0] or res.curve
+        d_env = rows[-1]["env_steps"] - (res.curve[0]["env_steps"] if len(res.curve) > 1 else 0.0)
+        d_grad = rows[-1]["grad_steps"] - (res.curve[0]["grad_steps"] if len(res.curve) > 1 else 0.0)
+        d_t = rows[-1]["wall_s"] - (res.curve[0]["wall_s"] if len(res.curve) > 1 else 0.0)
+        full = config()
+        grads_full = full.vector_steps - min(full.learning_starts, full.total_steps // 4) // full.num_envs
+        out[name] = {"config": {k: cfg.model_dump()[k] for k in ("num_envs", "batch_size", "hidden_sizes",
+                                                                 "updates_per_step", "num_threads")},
+                     "env_steps": res.env_steps, "wall_s": res.wall_s, "env_steps_per_s": d_env / d_t,
+                     "grad_steps_per_s": d_grad / d_t,
+                     "fold_train_s_estimate": grads_full / (d_grad / d_t)}
+        print(f"(e) {name.upper()} default config ({cfg.num_envs} envs, batch {cfg.batch_size}, "
+              f"{cfg.updates_per_step} gradient step / vector step, threads {cfg.num_threads}): "
+              f"{out[name]['env_steps_per_s']:,.0f} env-steps/s, {out[name]['grad_steps_per_s']:,.0f} gradient-steps/s "
+              f"steady; one fold at the default {full.total_steps:,} steps ~ {out[name]['fold_train_s_estimate']:.0f} s",
+              flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -211,6 +244,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rss-iterations", type=int, default=4)
+    ap.add_argument("--offpolicy-steps", type=int, default=48_000, help="env steps of each (e) run")
+    ap.add_argument("--only-offpolicy", action="store_true", help="run (e) only")
     args = ap.parse_args(argv)
     device = resolve_device(args.device)
     if args.rss_child:
@@ -227,6 +262,11 @@ def main(argv: list[str] | None = None) -> dict:
         "loadavg_start": os.getloadavg(),
     }
     print(f"data: {src}; train rows {lo}..{hi}; device {device}; torch threads {args.threads}", flush=True)
+    if args.only_offpolicy:
+        out["offpolicy"] = bench_offpolicy(panel, lo, hi, device, args.offpolicy_steps)
+        if args.json:
+            args.json.write_text(json.dumps(out, indent=2))
+        return out
 
     out["env_steps_per_s"] = {}
     for e in (1, 64, 1024, 4096):
@@ -288,6 +328,7 @@ def main(argv: list[str] | None = None) -> dict:
     out["train_peak_rss_mb"] = json.loads(child.stdout.strip().splitlines()[-1])["max_rss_mb"]
     print(f"(d) peak RSS of a default training run (data load + {args.rss_iterations} iterations): "
           f"{out['train_peak_rss_mb']:,.0f} MB", flush=True)
+    out["offpolicy"] = bench_offpolicy(panel, lo, hi, device, args.offpolicy_steps)
     out["loadavg_end"] = os.getloadavg()
     print(f"load average start {out['loadavg_start']} end {out['loadavg_end']}")
     if args.json:

@@ -24,7 +24,8 @@ from torch import nn
 
 from ml import metrics
 
-__all__ = ["CompositeScore", "EnsemblePolicy", "composite_score", "composite_weights"]
+__all__ = ["CompositeEnsemble", "CompositeScore", "EnsemblePolicy", "composite_ensemble", "composite_score",
+           "composite_weights"]
 
 SORTINO_CAP = 3.0
 
@@ -118,3 +119,46 @@ class EnsemblePolicy(nn.Module):
     @torch.no_grad()
     def weights(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.mean_logits(obs), dim=-1)
+
+
+@dataclass(frozen=True)
+class CompositeEnsemble:
+    """What :func:`composite_ensemble` returns: the ensemble policy, each member's :class:`CompositeScore`
+    (empty without a validation window), the weights and whether they fell back to equal."""
+
+    policy: EnsemblePolicy
+    scores: dict[str, CompositeScore]
+    weights: dict[str, float]
+    fell_back: bool
+
+    def table_rows(self) -> list[dict]:
+        """One dict per member: ``member, val_return, spy_val_return, excess, sortino, composite, weight,
+        fallback_equal`` (the score columns are None without a validation window)."""
+        out = []
+        for k, w in self.weights.items():
+            s = self.scores.get(k)
+            out.append({"member": k, "val_return": s and s.val_return, "spy_val_return": s and s.spy_return,
+                        "excess": s and s.excess, "sortino": s and s.sortino, "composite": s and s.composite,
+                        "weight": w, "fallback_equal": self.fell_back})
+        return out
+
+
+def composite_ensemble(members: Mapping[str, nn.Module], panel, window: tuple[int, int] | None,
+                       benchmark: str = "SPY") -> CompositeEnsemble:
+    """Score every member on the validation panel rows ``window`` (deterministic rollouts, the members'
+    own execution and costs) against ``benchmark`` buy-and-hold over the same earned days, and weigh them
+    by :func:`composite_weights`. ``window=None``: equal weights (``fell_back=True``)."""
+    from ml.agents.rollout import evaluate_policy
+
+    scores: dict[str, CompositeScore] = {}
+    if window is None:
+        weights, fell_back = {k: 1.0 / len(members) for k in members}, True
+    else:
+        if benchmark not in panel.assets:
+            raise ValueError(f"the composite score needs {benchmark} among the panel's assets {panel.assets}")
+        lo, hi = window
+        ref = panel.returns[lo + 1 : hi + 1, panel.assets.index(benchmark)]
+        scores = {k: composite_score(evaluate_policy(m, panel, lo, hi).net_returns, ref) for k, m in members.items()}
+        weights, fell_back = composite_weights({k: s.composite for k, s in scores.items()})
+    policy = EnsemblePolicy(list(members.values()), [weights[k] for k in members], list(members))
+    return CompositeEnsemble(policy, scores, weights, fell_back)

@@ -48,12 +48,12 @@ class SACLearner:
         D, K, dev = actor.obs_dim, actor.n_actions, actor.mu.weight.device
         self.qf1, self.qf2 = QNetwork(D, K, cfg.hidden_sizes).to(dev), QNetwork(D, K, cfg.hidden_sizes).to(dev)
         self.qf1_target, self.qf2_target = copy.deepcopy(self.qf1), copy.deepcopy(self.qf2)
-        self.q_optimizer = torch.optim.Adam([*self.qf1.parameters(), *self.qf2.parameters()], lr=cfg.q_lr)
-        self.actor_optimizer = torch.optim.Adam(actor.parameters(), lr=cfg.policy_lr)
+        self.q_optimizer = torch.optim.Adam([*self.qf1.parameters(), *self.qf2.parameters()], lr=cfg.q_lr, fused=True)
+        self.actor_optimizer = torch.optim.Adam(actor.parameters(), lr=cfg.policy_lr, fused=True)
         self.target_entropy = -cfg.target_entropy_scale * K
         self.log_alpha = torch.full((1,), float(torch.log(torch.tensor(cfg.alpha))), device=dev,
                                     requires_grad=cfg.autotune)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.q_lr) if cfg.autotune else None
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.q_lr, fused=True) if cfg.autotune else None
 
     def explore(self, obs_n: torch.Tensor) -> torch.Tensor:
         return self.actor.sample(obs_n, self.gen)[0]

@@ -48,8 +48,8 @@ class TD3Learner:
         self.actor_target = copy.deepcopy(actor)
         self.qf1, self.qf2 = QNetwork(D, K, cfg.hidden_sizes).to(dev), QNetwork(D, K, cfg.hidden_sizes).to(dev)
         self.qf1_target, self.qf2_target = copy.deepcopy(self.qf1), copy.deepcopy(self.qf2)
-        self.q_optimizer = torch.optim.Adam([*self.qf1.parameters(), *self.qf2.parameters()], lr=cfg.q_lr)
-        self.actor_optimizer = torch.optim.Adam(actor.parameters(), lr=cfg.policy_lr)
+        self.q_optimizer = torch.optim.Adam([*self.qf1.parameters(), *self.qf2.parameters()], lr=cfg.q_lr, fused=True)
+        self.actor_optimizer = torch.optim.Adam(actor.parameters(), lr=cfg.policy_lr, fused=True)
 
     def _noise(self, like: torch.Tensor, std: float) -> torch.Tensor:
         return torch.randn(like.shape, generator=self.gen, device=like.device, dtype=like.dtype) * std
