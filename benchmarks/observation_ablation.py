@@ -46,7 +46,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _prescreen(wh: Warehouse, root: Path, fold, features, labels, vix, generations: int, work: Path):
     """The fold's stored prescreen models, or (single generation) a retrain with causal generations, cached."""
-    from ml.prescreen import PrescreenConfig, load_models, save_models, train_prescreen
+    from ml.prescreen import load_models, save_models, train_prescreen
 
     rec = artifact_records(wh, "prescreen", [fold.key]).row(0, named=True)
     stored = load_joblib(root / rec["path"], rec["sha256"])

@@ -13,7 +13,7 @@ Measures, in one run (real snapshot train window 2008-2019 when present, else a 
 (e) SAC and TD3 (:func:`~ml.agents.sac.train_sac`, :func:`~ml.agents.td3.train_td3`) at their default configs
     (32 envs, batch 256, one gradient step per vector step) for ``--offpolicy-steps`` env steps: env-steps/s
     and gradient-steps/s after the random-action warm-up (steady state), and the full-budget wall time
-    they imply for one fold (the default 160k steps).
+    they imply for one fold at the default budget (160k steps).
 
 Usage: ``python benchmarks/rl_throughput.py [--device auto|cpu|cuda] [--threads 1] [--json out.json]``
        ``[--only-offpolicy]``

@@ -11,6 +11,7 @@ import pytest
 from ml.data.synthetic import trading_calendar
 from ml.folds import (
     SEED_FOLD_KEY,
+    VALIDATION_SESSIONS,
     Fold,
     default_folds,
     first_usable_date,
@@ -63,6 +64,24 @@ def test_embargo_and_no_overlap(folds, calendar):
         assert (i_te - idx_train > f.embargo_days).all()
         assert (idx_train + H < i_te).all()
         assert calendar[idx_train].max() < calendar[np.flatnonzero(test)].min()
+
+
+def test_validation_slice_is_the_last_252_train_sessions(folds, calendar):
+    for f in folds:
+        i_val, i_end = _pos(calendar, f.validation_start), _pos(calendar, f.train_end)
+        assert i_end - i_val + 1 == VALIDATION_SESSIONS
+        fit_start, fit_end = f.fit_window()
+        assert fit_start == f.train_start and fit_end < f.validation_start
+        assert calendar[i_val - 1].astype(date) <= fit_end  # the fit window ends the session before
+    frame = folds_frame(folds)
+    assert frame["validation_start"].to_list() == [f.validation_start for f in folds]
+    assert Fold.from_dict(folds[0].to_dict()) == folds[0]
+    # a train window shorter than two slices has none; then the policy fits on all of it
+    short = default_folds(calendar[:800], first_usable_date(calendar[:800]), H, first_test_year=2007)
+    assert short and short[0].validation_start is None and short[0].fit_window() == (short[0].train_start,
+                                                                                        short[0].train_end)
+    with pytest.raises(ValueError, match="validation_start"):
+        Fold("x", date(2010, 1, 4), date(2011, 1, 3), 21, date(2011, 3, 1), date(2011, 12, 30), date(2011, 2, 1))
 
 
 def test_seed_fold(folds, calendar):

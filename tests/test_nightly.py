@@ -17,6 +17,7 @@ from ml.data.market import MarketData
 from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
 from orchestration.audit import replay_log
+from orchestration.jobs import NIGHTLY_RUN_CONFIG
 from orchestration.definitions import definitions_with
 from infra.partitions import FOLDS
 from infra.resources import (
@@ -204,6 +205,18 @@ def test_decision_log_is_append_only(pipe, nights):
     with pytest.raises(AppendOnlyViolation, match="append-only"):
         append_decisions(pipe.wh, first)
     assert read_decisions(pipe.wh).height == 6
+
+
+def test_the_decision_deploys_the_ensemble_when_configured_and_the_audit_replays_it(pipe, nights):
+    pipe.publish(pipe.new_days[6])
+    result = pipe.run("nightly", run_config={**NIGHTLY_RUN_CONFIG,
+                                             "resources": {"policy": {"config": {"deploy": "ensemble"}}}})
+    assert "deploying the ensemble policy of fold 2014" in _logs(pipe, result)
+    row = read_decisions(pipe.wh).tail(1).row(0, named=True)
+    assert row["decision_date"] == pipe.new_days[6] and row["policy_kind"] == "ensemble"
+    assert row["checkpoint_path"].startswith("2014/policy_ensemble-")
+    report = replay_log(pipe.wh, pipe.warehouse.artifact_root())
+    assert report.ok and report.rows.height == 7 and float(report.rows["max_abs_diff_target"].max()) == 0.0
 
 
 def test_a_completed_year_adds_a_fold_that_trains_and_is_deployed(pipe, nights):

@@ -16,9 +16,9 @@ from ml.agents.sac import SACConfig, train_sac
 from ml.agents.td3 import TD3Config, train_td3
 from tests.test_ppo import TEST, TOY_ENV, TOY_PPO, TRAIN, _toy_panel
 
-TOY_SAC = SACConfig(total_steps=16_000, num_envs=16, learning_starts=1_000, log_every=2_000, eval_every=4_000,
+TOY_SAC = SACConfig(total_steps=16_000, num_envs=16, learning_starts=1_000, log_every=3_000, eval_every=4_000,
                     device="cpu")
-TOY_TD3 = TD3Config(total_steps=16_000, num_envs=16, learning_starts=1_000, log_every=2_000, eval_every=4_000,
+TOY_TD3 = TD3Config(total_steps=16_000, num_envs=16, learning_starts=1_000, log_every=3_000, eval_every=4_000,
                     device="cpu")
 VALIDATION = (1700, 2000)  # the last 300 rows of the toy's training window
 
@@ -51,7 +51,7 @@ def test_keeps_the_best_validation_checkpoint(toy, kind):
     res = results[kind]
     sel = res.selection
     scores = [r["val_sharpe"] for r in res.curve if not np.isnan(r["val_sharpe"])]
-    assert sel["evaluations"] == len(scores) >= 3 and sel["best_val_sharpe"] == max(scores)
+    assert sel["evaluations"] == len(scores) >= 3 and sel["best_val_sharpe"] == max(scores)  # every one logged
     again = metrics.sharpe(evaluate_policy(res.policy, panel, *VALIDATION).net_returns)
     assert again == pytest.approx(sel["best_val_sharpe"], abs=1e-12)  # the returned policy is the kept one
     assert res.policy.train_window[1] == str(panel.dates[VALIDATION[0]])  # fitted before the slice

@@ -81,6 +81,25 @@ def test_a_profile_configures_the_resources_of_a_run():
     assert seen["steps"] == PPOConfig().total_steps
 
 
+def test_policy_windows_and_learner_configs():
+    from datetime import date
+
+    from ml.agents.sac import SACConfig
+    from ml.agents.td3 import TD3Config
+    from ml.folds import Fold
+
+    fold = Fold("seed-2008-2019", date(2008, 1, 2), date(2019, 11, 29), 21, date(2020, 1, 2), date(2025, 12, 31),
+                validation_start=date(2018, 11, 29))
+    assert PolicyResource().windows(fold) == ((date(2008, 1, 2), date(2018, 11, 28)),
+                                              (date(2018, 11, 29), date(2019, 11, 29)))
+    assert PolicyResource(validation=False).windows(fold) == ((date(2008, 1, 2), date(2019, 11, 29)), None)
+    sac = PolicyResource(offpolicy_total_steps=999, offpolicy_num_envs=3, seed=4, device="cpu").agent_config("sac")
+    assert isinstance(sac, SACConfig) and (sac.total_steps, sac.num_envs, sac.seed, sac.device) == (999, 3, 4, "cpu")
+    assert PolicyResource().agent_config("td3") == TD3Config() and PolicyResource().agent_config("ppo") == PPOConfig()
+    with pytest.raises(ValueError, match="unknown learner"):
+        PolicyResource().agent_config("dqn")
+
+
 def test_seed_faithful_profile_is_the_articles_protocol():
     from datetime import date
 
@@ -96,6 +115,7 @@ def test_seed_faithful_profile_is_the_articles_protocol():
     assert (ppo.update_epochs, ppo.num_minibatches, ppo.ent_coef, ppo.shared_body) == (8, 1, 0.01, True)
     fold = Fold("seed-2008-2019", date(2008, 1, 2), date(2019, 11, 29), 21, date(2020, 1, 2), date(2025, 12, 31))
     assert policy.train_window(fold) == (date(2008, 1, 2), date(2020, 1, 1))  # through 2019-12-31: no embargo
+    assert policy.windows(fold) == ((date(2008, 1, 2), date(2020, 1, 1)), None)  # and no validation slice
     assert PolicyResource().train_window(fold) == (date(2008, 1, 2), date(2019, 11, 29))
     with pytest.raises(ValueError, match="label-free"):
         PolicyResource(observation="prescreen", train_through_embargo=True).train_window(fold)
