@@ -136,7 +136,7 @@ def test_paper_decay_fires_only_with_a_full_window(market):
 
 def test_drift_statistics_without_a_policy_explain_themselves(market):
     inputs = {**drift_inputs(market), "policies": FoldModels.of({})}
-    with pytest.raises(dg.Failure, match="no trained policy yet"):
+    with pytest.raises(dg.Failure, match="no trained ppo policy yet"):
         drift_statistics(dg.build_asset_context(), monitoring=MonitoringResource(), **inputs)
 
 
