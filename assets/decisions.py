@@ -58,6 +58,15 @@ def _deployed(policies: FoldModels, folds: pl.DataFrame, kind: str = "ppo"):
     return fold, policies[fold.key]
 
 
+def _deployed_policy(policy: PolicyResource, folds: pl.DataFrame, ppo: FoldModels, sac: FoldModels,
+                     td3: FoldModels, ensemble: FoldModels):
+    """``(fold, LoadedModel)`` of the policy ``policy.deploy`` names, from the newest fold that has one."""
+    candidates = {"ppo": ppo, "sac": sac, "td3": td3, "ensemble": ensemble}
+    if policy.deploy not in candidates:
+        raise dg.Failure(f"policy.deploy={policy.deploy!r}: choose one of {sorted(candidates)}")
+    return _deployed(candidates[policy.deploy], folds, policy.deploy)
+
+
 def _deployed_panel(policy, fold, features, vix, live_states, prescreen: FoldModels):
     """The deployed policy's panel up to the newest bar (live sector states; the fold's prescreen models)."""
     spec = policy.env_config.observation
@@ -77,10 +86,7 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
     with the circuit breaker above it; appended to ``decisions.daily`` with the observation, regime
     context, prescreen scores, identifiers and code version (replayable)."""
     kind = policy.deploy
-    candidates = {"ppo": policies, "sac": sac_policies, "td3": td3_policies, "ensemble": ensemble_policies}
-    if kind not in candidates:
-        raise dg.Failure(f"policy.deploy={kind!r}: choose one of {sorted(candidates)}")
-    fold, loaded = _deployed(candidates[kind], folds, kind)
+    fold, loaded = _deployed_policy(policy, folds, policies, sac_policies, td3_policies, ensemble_policies)
     context.log.info(f"deploying the {kind} policy of fold {fold.key} ({loaded.path})")
     ppo = loaded.model
     panel = _deployed_panel(ppo, fold, features, vix, live_states, prescreen)
@@ -91,8 +97,10 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
     first = date.fromisoformat(config.first_date) if config.first_date else None
     try:
         # never decide on a day the policy trained on (its window can run through the embargo)
+        # (nor on one its checkpoint or ensemble weights were chosen on: the validation slice)
         trained = date.fromisoformat(ppo.train_window[1]) if ppo.train_window[1] else fold.train_end
-        trained_through = max(fold.train_end, trained)
+        _, val = policy.windows(fold)
+        trained_through = max(fold.train_end, trained, val[1] if val else fold.train_end)
         rows, skipped = rows_to_decide(panel.dates, last, first, trained_through)
     except ValueError as exc:
         raise dg.Failure(str(exc)) from exc
@@ -143,15 +151,16 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
 
 
 @dg.asset(key=MONITORING_DRIFT, group_name="decisions", kinds={"duckdb"},
-          ins={**DEPLOYED_INPUTS, "decisions": dg.AssetIn(DECISIONS_DAILY)})
-def drift_statistics(context: dg.AssetExecutionContext, monitoring: MonitoringResource, features: pl.DataFrame,
-                     vix: pl.DataFrame, folds: pl.DataFrame, policies: FoldModels,
-                     prescreen: FoldModels,
-                     live_states: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
-    """Drift and decay of the deployed fold at the newest close (``ml.monitoring.evaluate_drift``): PSI of the
-    policy's inputs recent vs train window, the sector-HMM state mix, the paper track vs equal weight.
-    One row appended to ``ops.drift_checks`` per evaluation; the drift sensor reads the newest row."""
-    fold, loaded = _deployed(policies, folds)
+          ins={**DEPLOYED_INPUTS, **DEPLOYABLE_INPUTS, "decisions": dg.AssetIn(DECISIONS_DAILY)})
+def drift_statistics(context: dg.AssetExecutionContext, monitoring: MonitoringResource, policy: PolicyResource,
+                     features: pl.DataFrame, vix: pl.DataFrame, folds: pl.DataFrame, policies: FoldModels,
+                     sac_policies: FoldModels, td3_policies: FoldModels, ensemble_policies: FoldModels,
+                     prescreen: FoldModels, live_states: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
+    """Drift and decay of the deployed fold (the one ``policy.deploy`` deploys) at the newest close
+    (``ml.monitoring.evaluate_drift``): PSI of the policy's inputs recent vs train window, the sector-HMM
+    state mix, the paper track vs equal weight. One row appended to ``ops.drift_checks`` per evaluation;
+    the drift sensor reads the newest row."""
+    fold, loaded = _deployed_policy(policy, folds, policies, sac_policies, td3_policies, ensemble_policies)
     panel = _deployed_panel(loaded.model, fold, features, vix, live_states, prescreen)
     cfg = monitoring.config()
     report = evaluate_drift(fold.key, fold.train_start, fold.train_end, panel.dates, panel.features,

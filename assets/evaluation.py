@@ -109,6 +109,13 @@ def walk_forward(context: dg.AssetExecutionContext, policy: PolicyResource, regi
         raise dg.Failure("no evaluated yearly fold yet: materialize eval/fold for the fold partitions first")
     if missing:
         context.log.warning(f"walk-forward track without folds {missing} (not evaluated yet)")
+    per_fold = daily.filter(pl.col("fold").is_in(keys)).group_by("fold").agg(pl.col("strategy").unique())
+    common = set.intersection(*(set(s) for s in per_fold["strategy"]))
+    partial = sorted(set(daily.filter(pl.col("fold").is_in(keys))["strategy"]) - common)
+    if partial:  # e.g. folds evaluated before a learner existed: the track needs every strategy on every day
+        context.log.warning(f"strategies {partial} are missing from some evaluated folds and are left out of the "
+                            "track: re-materialize eval/fold (and the policies) for every fold to include them")
+        daily = daily.filter(pl.col("strategy").is_in(sorted(common)))
     track = stitch_walk_forward(daily, keys)
     wf_metrics = walk_forward_metrics(track, seed=policy.ppo_config().seed)
     base = wf_metrics.filter(pl.col("cost_multiplier") == 1.0)

@@ -119,6 +119,11 @@ def test_ensemble_weights_are_the_weighted_average_of_the_members(toy):
     obs = torch.as_tensor(np.random.default_rng(0).normal(size=(50, sac.obs_dim)))
     expected = sum(built.weights[k] * torch.softmax(m.mean_logits(obs).double(), -1) for k, m in (("sac", sac), ("td3", td3)))
     np.testing.assert_allclose(built.policy.weights(obs).numpy(), expected.detach().numpy(), atol=1e-12)
+    with pytest.raises(ValueError, match="trained on days of the validation slice"):  # would be in-sample
+        composite_ensemble({"sac": sac, "td3": td3}, panel, (1600, 2000), benchmark="X")
+    other = train_td3(panel, 0, 1500, TOY_ENV, TOY_TD3.model_copy(update={"total_steps": 1_600})).policy
+    with pytest.raises(ValueError, match="different data"):
+        composite_ensemble({"sac": sac, "td3": other}, panel, VALIDATION, benchmark="X")
     with pytest.raises(ValueError, match="share the environment config"):
         EnsemblePolicy([sac, train_ppo(panel, 0, 300, TOY_ENV.model_copy(update={"cost_rate": 0.001}),
                                        TOY_PPO.model_copy(update={"total_steps": 1024})).policy], [1, 1], ["a", "b"])
@@ -149,3 +154,7 @@ def test_checkpoints_round_trip_with_weights_only_and_fail_clearly(toy, tmp_path
     torch.save(payload, tmp_path / "broken.pt")
     with pytest.raises(CheckpointError, match="missing keys"):
         load_checkpoint(tmp_path / "broken.pt")
+    payload["members"][1] = {"format": "something else"}
+    torch.save(payload, tmp_path / "alien.pt")
+    with pytest.raises(CheckpointError, match="is not one of"):
+        load_checkpoint(tmp_path / "alien.pt")

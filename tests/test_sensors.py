@@ -15,7 +15,7 @@ import pytest
 
 from assets.decisions import drift_statistics
 from infra.io_managers import FoldModels, LoadedModel
-from infra.resources import MonitoringResource, WarehouseResource
+from infra.resources import MonitoringResource, PolicyResource, WarehouseResource
 from ml.agents.ppo import PPOPolicy
 from ml.data.synthetic import generate_market
 from ml.data.universe import ALLOCATION_ASSETS, Universe
@@ -90,7 +90,8 @@ def drift_inputs(market, *, recent_states: str | None = None, paper: float | Non
     decisions = pl.DataFrame([_decision_row(d, paper, 0.0005) for d in track]) if track else pl.DataFrame()
     return {"features": features, "vix": vix_regimes(market.index_bars, calendar), "folds": folds,
             "policies": FoldModels.of({"2015": LoadedModel(policy, "2015", "2015/policy_ppo-test.pt", "0" * 64, {})}),
-            "prescreen": FoldModels.of({}), "live_states": live, "decisions": decisions}
+            "sac_policies": FoldModels.of({}), "td3_policies": FoldModels.of({}), "ensemble_policies": FoldModels.of({}),
+            "prescreen": FoldModels.of({}), "live_states": live, "decisions": decisions, "policy": PolicyResource()}
 
 
 def _stats_row(market, **kwargs) -> pl.DataFrame:

@@ -111,6 +111,9 @@ def _config_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 def _policy(payload: dict[str, Any], path: Path) -> Any:
     """Rebuild a policy from a payload (recursively for ensembles); CheckpointError on any mismatch."""
+    if not isinstance(payload, dict) or payload.get("format") not in _FORMATS:
+        fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError(path, f"format {fmt!r} is not one of {sorted(_FORMATS)}")
     missing = [k for k in _REQUIRED[payload["format"]] if k not in payload]
     if missing:
         raise CheckpointError(path, f"missing keys {missing}")

@@ -5,8 +5,10 @@ Composite score of a member (the reference formula, measured on the fold's valid
 window): ``composite = (R_member - R_SPY) * min(Sortino, 3)`` with ``R`` the compounded net return over the
 slice and Sortino annualised (rf 0). One guard: the Sortino is floored at 0 - under the literal formula a
 member that trails SPY (negative excess) with a negative Sortino would score *positive*; floored, every
-member that trails SPY or loses money scores <= 0. Ensemble weight ``∝ max(composite, 0)``; when no member
-scores above 0 the weights fall back to equal (:func:`composite_weights` says so).
+member that trails SPY, or whose mean daily return is <= 0, scores <= 0. Ensemble weight ``∝ max(composite,
+0)``; when no member scores above 0 the weights fall back to equal (:func:`composite_weights` says so).
+Caveat: each member's checkpoint was itself chosen on the same slice (best validation Sharpe of ~8-10
+evaluations), so the composites are optimistic, not out-of-sample estimates.
 
 The ensemble's daily weights are the weighted average of its members' weights,
 ``w_t = sum_k c_k softmax(logits_k(s_t))``; as a policy it returns the logits ``log w_t`` (softmax-exact), so
@@ -150,7 +152,17 @@ def composite_ensemble(members: Mapping[str, nn.Module], panel, window: tuple[in
     by :func:`composite_weights`. ``window=None``: equal weights (``fell_back=True``)."""
     from ml.agents.rollout import evaluate_policy
 
+    hashes = {getattr(m, "data_hash", "") for m in members.values()}
+    if len(hashes) > 1:
+        raise ValueError(f"ensemble members were trained on different data (data hashes {sorted(hashes)}): "
+                         "re-run every member for this fold with the same settings")
     scores: dict[str, CompositeScore] = {}
+    if window is not None:
+        first = str(panel.dates[window[0] + 1])
+        late = {k: m.train_window[1] for k, m in members.items() if m.train_window[1] and m.train_window[1] >= first}
+        if late:
+            raise ValueError(f"members {late} trained on days of the validation slice (from {first}): their "
+                             "composite would be in-sample; re-run them with the validation slice on")
     if window is None:
         weights, fell_back = {k: 1.0 / len(members) for k in members}, True
     else:

@@ -287,7 +287,7 @@ def _loop(env: BatchedPortfolioEnv, actor: ActorPolicy, learner: Any, gen: torch
         if step > warmup:
             for _ in range(cfg.updates_per_step):
                 grad_steps += 1
-                losses = learner.update(buffer.sample(cfg.batch_size, gen), grad_steps)
+                losses |= learner.update(buffer.sample(cfg.batch_size, gen), grad_steps)  # keeps the last actor loss
         last = step == cfg.vector_steps
         eval_due = selector.enabled and step > warmup and (step % eval_every == 0 or last)
         row = None
