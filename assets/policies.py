@@ -36,7 +36,7 @@ from ml.data.universe import ALLOCATION_ASSETS
 from ml.dataset import policy_panel
 from ml.folds import fold_from_frame
 
-LOG_EVERY = 10  # iterations between progress lines (each line is a stored Dagster event)
+LOG_EVERY = 10  # training-curve rows between progress lines (each line is a stored Dagster event)
 
 #: The inputs every consumer of an allocation policy's panel receives (policy, evaluation, decision, drift).
 PANEL_INPUTS = {

@@ -135,6 +135,9 @@ def test_every_stage_runs_by_direct_invocation_on_in_memory_inputs(inputs, tmp_p
         assert out.model.kind == kind and out.model.obs_names == policy.obs_names
         assert {"grad_steps", "qf_loss", "val_sharpe", "seed"} <= set(out.tables["main"].columns)
         members[kind] = LoadedModel(out.model, "2014", f"2014/policy_{kind}.pt", "-", {})
+    seeded = policies.policy_td3(ctx, policy=PolicyResource(**{**policy_res.model_dump(), "seeds": 2}), **panel_inputs)
+    assert seeded.model.kind == "ensemble" and seeded.model.names == ["seed0", "seed1"]  # a seed ensemble
+    assert seeded.model.member_weights == {"seed0": 0.5, "seed1": 0.5} and set(seeded.tables["main"]["seed"]) == {0, 1}
     ensemble = policies.policy_ensemble(ctx, policy=policy_res, **members, **panel_inputs)
     table = ensemble.tables["main"]
     assert table["member"].to_list() == ["ppo", "sac", "td3"] and abs(table["weight"].sum() - 1.0) < 1e-12
