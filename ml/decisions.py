@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from ml.agents.rollout import check_compatible
 from ml.costs import drift_weights, rebalance
 from ml.envs.market_panel import MarketPanel
 from ml.envs.portfolio import initial_weights
@@ -101,9 +102,7 @@ def decide_sessions(
 ) -> tuple[list[Decision], PaperState]:
     """Decisions at panel ``rows`` (increasing, all after ``state.last_date``), in order, each one
     seeing the holdings the previous one left. Returns the decisions and the state after the last."""
-    names = policy.env_config.obs_names(panel)
-    if policy.obs_names and names != policy.obs_names:
-        raise ValueError(f"panel observation layout {names} does not match the policy's {policy.obs_names}")
+    names = check_compatible(policy, panel)
     cfg = policy.env_config
     gaps = panel.gaps_for(cfg.execution)
     feats = cfg.obs_features(panel)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ml import metrics
+from ml.agents.rollout import evaluate_policy
 
 __all__ = ["CompositeEnsemble", "CompositeScore", "EnsemblePolicy", "composite_ensemble", "composite_score",
            "composite_weights"]
@@ -150,8 +151,6 @@ def composite_ensemble(members: Mapping[str, nn.Module], panel, window: tuple[in
     """Score every member on the validation panel rows ``window`` (deterministic rollouts, the members'
     own execution and costs) against ``benchmark`` buy-and-hold over the same earned days, and weigh them
     by :func:`composite_weights`. ``window=None``: equal weights (``fell_back=True``)."""
-    from ml.agents.rollout import evaluate_policy
-
     hashes = {getattr(m, "data_hash", "") for m in members.values()}
     if len(hashes) > 1:
         raise ValueError(f"ensemble members were trained on different data (data hashes {sorted(hashes)}): "

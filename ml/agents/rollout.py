@@ -18,7 +18,7 @@ from ml.agents.common import resolve_device
 from ml.envs.market_panel import MarketPanel
 from ml.envs.portfolio import BatchedPortfolioEnv
 
-__all__ = ["EvalResult", "ValidationSelector", "evaluate_policy"]
+__all__ = ["EvalResult", "ValidationSelector", "check_compatible", "evaluate_policy"]
 
 
 class EvalResult(NamedTuple):
@@ -38,7 +38,8 @@ class EvalResult(NamedTuple):
         return pl.DataFrame(cols)
 
 
-def _check_compatible(policy: Any, panel: MarketPanel) -> None:
+def check_compatible(policy: Any, panel: MarketPanel) -> list[str]:
+    """The panel's observation names; ValueError when they are not the layout ``policy`` was trained on."""
     names = policy.env_config.obs_names(panel)
     if policy.obs_names and names != policy.obs_names:
         raise ValueError(
@@ -46,6 +47,7 @@ def _check_compatible(policy: Any, panel: MarketPanel) -> None:
         )
     if len(names) != policy.obs_dim:
         raise ValueError(f"panel gives {len(names)} observation columns, the policy expects {policy.obs_dim}")
+    return names
 
 
 @torch.no_grad()
@@ -60,7 +62,7 @@ def evaluate_policy(
     ``overlay`` (e.g. :class:`ml.risk.BreakerTracker`): ``overlay.adjust(row, weights [A+1]) -> weights``
     rewrites each day's target weights before the step (the policy then sees the adjusted holdings),
     ``overlay.observe(net)`` receives the net return the step earned."""
-    _check_compatible(policy, panel)
+    check_compatible(policy, panel)
     dev = resolve_device(device) if isinstance(device, str) else device
     n = int(end_idx) - int(start_idx)
     cfg = policy.env_config.model_copy(update={"episode_length": n, "terminate_below": None, "dtype": "float64"})
