@@ -69,12 +69,12 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
     ).with_derived()
     path = write_report(warehouse.report_dir() / f"fold_{fold.key}.html",
                         render_report(f"regimeflow — fold {fold.key} (test {fold.test_start} … {fold.test_end})", ctx))
-    for name in policies:
-        row = base.filter(pl.col("strategy") == name).row(0, named=True)
+    rows = {name: base.filter(pl.col("strategy") == name).row(0, named=True) for name in policies}
+    for name, row in rows.items():
         context.log.info(f"fold {fold.key} test {fold.test_start}..{fold.test_end}: {name} Sharpe {row['sharpe']:.2f} "
                          f"[{row['sharpe_ci_low']:.2f}, {row['sharpe_ci_high']:.2f}], "
                          f"MDD {row['max_drawdown']:.1%}, CAGR {row['cagr']:.1%}")
-    ppo_row = base.filter(pl.col("strategy") == "ppo").row(0, named=True)
+    ppo_row = rows["ppo"]
     context.add_output_metadata({
         "fold": fold.key,
         "report": dg.MetadataValue.path(str(path)),
@@ -83,7 +83,7 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
         "metrics": dg.MetadataValue.md(md_table(base.select(SHOWN))),
         "ppo_sharpe": ppo_row["sharpe"],
         "ppo_max_drawdown": ppo_row["max_drawdown"],
-        **{f"{k}_sharpe": base.filter(pl.col("strategy") == k)["sharpe"][0] for k in ("sac", "td3", "ensemble")},
+        **{f"{k}_sharpe": rows[k]["sharpe"] for k in ("sac", "td3", "ensemble")},
         "ensemble_weights": dg.MetadataValue.json(policies["ensemble"].member_weights),
         "research_circuit_breaker": breaker is not None,
         "breaker_activation_days": ev.breaker_activations.height if breaker is not None else 0,
