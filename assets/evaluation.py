@@ -5,18 +5,28 @@ import dagster as dg
 import polars as pl
 
 from assets._metadata import md_table
-from assets.keys import EVAL_FOLD, EVAL_WALK_FORWARD, POLICY_KEYS, REF_FOLDS, REF_TRADING_CALENDAR, REGIMES_VIX
+from assets.keys import (
+    EVAL_FOLD,
+    EVAL_WALK_FORWARD,
+    MODELS_QLEARNING,
+    POLICY_KEYS,
+    REF_FOLDS,
+    REF_TRADING_CALENDAR,
+    REGIMES_VIX,
+)
 from assets.policies import FOLD_PANEL_INPUTS, PANEL_INPUTS
 from infra.automation import eager_when_checks_pass
 from infra.io_managers import LoadedModel
 from infra.partitions import folds_partitions
 from infra.resources import PolicyResource, RegimeResource, RiskResource, WarehouseResource
+from ml.agents.qlearning import BOOK_STRATEGIES, book_exposures, rows_at, state_frame
 from ml.dataset import policy_panel
 from ml.evaluation import evaluate_fold, stitch_walk_forward, stressed_returns, walk_forward_metrics
 from ml.folds import Fold, fold_from_frame, yearly_keys
 from ml.regimes.vix import vix_buckets
 from ml.reports.analysis import cost_stress
 from ml.reports.html import ReportContext, render_report, save_charts, write_report
+from ml.strategies.vix_switcher import SwitchConfig, switch_mask
 from infra.version import code_version
 
 SHOWN = ["strategy", "total_return", "cagr", "ann_vol", "sharpe", "sharpe_ci_low", "sharpe_ci_high",
@@ -35,15 +45,16 @@ def _stress(daily: pl.DataFrame) -> pl.DataFrame:
 
 @dg.asset(key=EVAL_FOLD, partitions_def=folds_partitions, group_name="evaluation", kinds={"duckdb", "html"},
           ins={**{f"policy_{k}": dg.AssetIn(key) for k, key in POLICY_KEYS.items()}, **PANEL_INPUTS,
-               **FOLD_PANEL_INPUTS})
+               **FOLD_PANEL_INPUTS, "qlearning": dg.AssetIn(MODELS_QLEARNING)})
 def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, regimes: RegimeResource,
                     risk: RiskResource, warehouse: WarehouseResource, policy_ppo: LoadedModel, policy_sac: LoadedModel,
                     policy_td3: LoadedModel, policy_ensemble: LoadedModel, features: pl.DataFrame, vix: pl.DataFrame,
                     folds: pl.DataFrame, sector_probabilities: pl.DataFrame,
-                    prescreen: LoadedModel) -> dict[str, pl.DataFrame]:
-    """The fold's trained policies - PPO, SAC, TD3 and their ensemble (deterministic) - and every baseline
-    over the test window, same days and costs, at 1×/2×/3× costs: ``eval.daily_returns``,
-    ``eval.allocations``, ``eval.fold_metrics`` and the fold's HTML report."""
+                    prescreen: LoadedModel, qlearning: LoadedModel) -> dict[str, pl.DataFrame]:
+    """The fold's trained policies - PPO, SAC, TD3 and their ensemble (deterministic) -, the Q-learning book
+    (best single member, model of models, E.L., with / without the VIX switcher; levered SPY exposures with
+    financing), PPO under the VIX switcher, and every baseline over the test window, same days and costs, at
+    1×/2×/3× costs: ``eval.daily_returns``, ``eval.allocations``, ``eval.fold_metrics`` and the HTML report."""
     fold = fold_from_frame(folds, context.partition_key)
     policies = {"ppo": policy_ppo.model, "sac": policy_sac.model, "td3": policy_td3.model,
                 "ensemble": policy_ensemble.model}
@@ -52,7 +63,15 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
                          prescreen=prescreen.model, vix_regimes=vix, end=fold.test_end)
     lo, hi = panel.index_range(fold.test_start, fold.test_end)
     breaker = risk.breaker_config() if risk.research_enabled else None
-    ev = evaluate_fold(policies, panel, lo, hi, policy.cost_rate, breaker=breaker)
+    book = qlearning.model
+    switch = SwitchConfig(**book.switch)
+    switched = switch_mask(panel.vix, switch)[lo:hi]
+    exposures = book_exposures(book, rows_at(state_frame(features, "SPY"), panel.dates[lo:hi]), switched)
+    context.log.info(f"fold {fold.key}: VIX switcher (window {switch.window}, threshold {switch.threshold:g}) on "
+                     f"{int(switched.sum())} of {switched.size} test days; Q-learning mean exposure "
+                     + ", ".join(f"{k} {v.mean():.2f}" for k, v in exposures.items()))
+    ev = evaluate_fold(policies, panel, lo, hi, policy.cost_rate, breaker=breaker, switched=switched,
+                       switch_default=switch.default, exposures=exposures, financing=policy.financing())
     if breaker is not None:
         context.log.info(f"research circuit breaker on: {ev.breaker_activations.height} activation days "
                          "(strategy ppo_breaker)")
@@ -84,6 +103,8 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
         "ppo_sharpe": ppo_row["sharpe"],
         "ppo_max_drawdown": ppo_row["max_drawdown"],
         **{f"{k}_sharpe": rows[k]["sharpe"] for k in ("sac", "td3", "ensemble")},
+        **{f"{k}_sharpe": base.filter(pl.col("strategy") == k)["sharpe"][0] for k in (*BOOK_STRATEGIES, "ppo_switch")},
+        "vix_switch_days": int(switched.sum()),
         "ensemble_weights": dg.MetadataValue.json(policies["ensemble"].member_weights),
         "research_circuit_breaker": breaker is not None,
         "breaker_activation_days": ev.breaker_activations.height if breaker is not None else 0,

@@ -16,6 +16,9 @@ MODELS_POLICY_PPO = dg.AssetKey(["models", "policy_ppo"])
 MODELS_POLICY_SAC = dg.AssetKey(["models", "policy_sac"])
 MODELS_POLICY_TD3 = dg.AssetKey(["models", "policy_td3"])
 MODELS_POLICY_ENSEMBLE = dg.AssetKey(["models", "policy_ensemble"])
+MODELS_QLEARNING = dg.AssetKey(["models", "qlearning"])
+RESEARCH_THESIS_MARKET = dg.AssetKey(["research", "thesis_market"])
+RESEARCH_THESIS = dg.AssetKey(["research", "thesis_reproduction"])
 #: The per-fold policies, by strategy name (the evaluation's and the decision's names).
 POLICY_KEYS = {"ppo": MODELS_POLICY_PPO, "sac": MODELS_POLICY_SAC, "td3": MODELS_POLICY_TD3,
                "ensemble": MODELS_POLICY_ENSEMBLE}

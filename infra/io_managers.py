@@ -89,6 +89,7 @@ CODECS: dict[tuple[str, ...], tuple[str, Callable[[], Codec]]] = {
     ("models", "policy_sac"): ("policy_sac", _policy_codec),
     ("models", "policy_td3"): ("policy_td3", _policy_codec),
     ("models", "policy_ensemble"): ("policy_ensemble", _policy_codec),
+    ("models", "qlearning"): ("qlearning", _joblib_codec),
 }
 
 

@@ -232,6 +232,22 @@ class PolicyResource(dg.ConfigurableResource):
     seed: Optional[int] = None
     device: Optional[str] = Field(default=None, description="auto (CUDA when available, else CPU) | cpu | cuda. "
                                   + _ML_DEFAULT.format("auto"))
+    qlearning_epochs_scale: Optional[float] = Field(default=None, description="Multiplies the Q-learning "
+                                                    "simulations' epochs (2,000 / 1,000). " + _ML_DEFAULT.format("1.0"))
+    borrow_rate: Optional[float] = Field(default=None, description="Annual rate on borrowed cash of levered "
+                                         "exposures (Q-learning, E.L.). " + _ML_DEFAULT.format("0.02"))
+    short_fee: Optional[float] = Field(default=None, description="Annual fee on a short's notional. "
+                                       + _ML_DEFAULT.format("0.005"))
+
+    def qlearning_config(self):
+        from ml.agents.qlearning import QLearningConfig
+
+        return QLearningConfig(**overrides(self, {"qlearning_epochs_scale": "epochs_scale", "seed": "seed"}))
+
+    def financing(self):
+        from ml.backtest.exposure import Financing
+
+        return Financing(**overrides(self, ["borrow_rate", "short_fee"]))
 
     def env_config(self):
         from ml.dataset import observation_variant

@@ -18,13 +18,16 @@ from ml import metrics
 from ml.agents.rollout import evaluate_policy
 from ml.backtest import BacktestResult, backtest
 from ml.backtest.baselines import BaselineConfig, run_baselines
+from ml.backtest.exposure import Financing, backtest_exposure, exposure_weights
 from ml.costs import Execution
 from ml.envs.market_panel import MarketPanel
 from ml.reports.analysis import equity_curves
 from ml.risk import BreakerTracker, CircuitBreakerConfig
+from ml.strategies.vix_switcher import apply_switch
 
 POLICY = "ppo"
 POLICY_BREAKER = "ppo_breaker"  # the same policy with the circuit breaker in the loop (research option)
+POLICY_SWITCH = "ppo_switch"  # the same policy under the VIX regime switcher
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,14 @@ def evaluate_window(
     risk_free: float = 0.0,
     seed: int = 0,
     execution: Execution = "close",
+    exposures: Mapping[str, np.ndarray] | None = None,
+    financing: Financing | None = None,
 ) -> FoldEvaluation:
     """Backtest ``policy_weights`` (``[n, A+1]`` chosen at rows ``start_idx..end_idx-1``, named ``ppo``; or a
     ``{strategy: weights}`` dict; None = baselines only) and every baseline over the window, at each cost
-    multiplier, every order filling per ``execution`` (``ml.costs``); metrics per strategy."""
+    multiplier, every order filling per ``execution`` (``ml.costs``); metrics per strategy.
+    ``exposures``: ``{strategy: [n]}`` SPY exposures that may be levered or short (the Q-learning book),
+    backtested by :func:`ml.backtest.exposure.backtest_exposure` with ``financing`` on the same days."""
     vix_at_decision = panel.vix[start_idx:end_idx]
     if isinstance(policy_weights, np.ndarray):
         policy_weights = {POLICY: policy_weights}
@@ -82,6 +89,9 @@ def evaluate_window(
             results = {**{name: backtest(w, panel, start_idx, end_idx, cost_rate, cost_multiplier=mult,
                                          execution=execution)
                           for name, w in policy_weights.items()}, **results}
+        for name, x in (exposures or {}).items():
+            results[name] = backtest_exposure(x, panel, start_idx, end_idx, cost_rate, cost_multiplier=mult,
+                                              financing=financing, execution=execution)
         first = next(iter(results.values()))
         table = metrics.metrics_table(
             {k: r.net_returns for k, r in results.items()}, first.dates,
@@ -96,13 +106,16 @@ def evaluate_window(
 
 
 def evaluate_fold(policy, panel: MarketPanel, start_idx: int, end_idx: int, cost_rate: float,
-                  breaker: CircuitBreakerConfig | None = None, **kwargs) -> FoldEvaluation:
+                  breaker: CircuitBreakerConfig | None = None, switched: np.ndarray | None = None,
+                  switch_default: float = 0.5, **kwargs) -> FoldEvaluation:
     """Deterministic rollout of ``policy`` - one policy (strategy ``ppo``) or ``{strategy: policy}`` (PPO,
     SAC, TD3, the ensemble; the first is the primary) - over the window, then :func:`evaluate_window`.
     With ``breaker``, a second rollout of the primary policy with the circuit breaker in the loop is
     evaluated as ``ppo_breaker`` (its activations in ``FoldEvaluation.breaker_activations``). Orders fill
     per the primary policy's ``env_config.execution`` (the execution model it was trained under), for every
-    policy and the baselines alike."""
+    policy and the baselines alike. With ``switched`` (``[n]`` bool, the VIX switcher's days), the primary
+    policy is also evaluated under the switcher as ``ppo_switch``: on those days it holds ``switch_default``
+    in SPY and the rest in cash (:mod:`ml.strategies.vix_switcher`)."""
     policies = policy if isinstance(policy, Mapping) else {POLICY: policy}
     policy = next(iter(policies.values()))
     execution = kwargs.setdefault("execution", policy.env_config.execution)
@@ -112,6 +125,9 @@ def evaluate_fold(policy, panel: MarketPanel, start_idx: int, end_idx: int, cost
             raise ValueError(f"policy {name!r} trained with execution {pol.env_config.execution!r}, "
                              f"the fold evaluates {execution!r}")
         weights[name] = evaluate_policy(pol, panel, start_idx, end_idx).weights
+    if switched is not None:
+        default = exposure_weights(np.array([switch_default]), panel.n_assets, panel.assets.index("SPY"))[0]
+        weights[POLICY_SWITCH] = apply_switch(weights[next(iter(weights))], switched, default)
     activations: list[tuple[int, str]] = []
     if breaker is not None:
         tracker = BreakerTracker(breaker, panel.assets, panel.vix)

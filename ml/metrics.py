@@ -449,3 +449,133 @@ def metrics_table(
     for k in rows[0]:
         schema.setdefault(k, pl.Float64)
     return pl.DataFrame(rows, schema=schema)
+
+
+# --- thesis conventions (log returns; reproduction of the Q-learning thesis) ---
+# Inputs are DAILY LOG returns (fraction per day, 252 days a year); x100 gives "log points".
+
+
+def log_total_return(log_returns: np.ndarray) -> float:
+    """Sum of daily log returns (fraction; x100 = log points); 0.0 for an empty array."""
+    return float(np.sum(np.asarray(log_returns, dtype=float)))
+
+
+def log_volatility(log_returns: np.ndarray) -> float:
+    """Annualised volatility of log returns: std(r, ddof=1) * sqrt(252); NaN if fewer than 2 values."""
+    r = np.asarray(log_returns, dtype=float)
+    return float(r.std(ddof=1) * np.sqrt(TRADING_DAYS)) if r.size > 1 else float("nan")
+
+
+def log_max_drawdown(log_returns: np.ndarray) -> float:
+    """Most negative cumulative log return minus its running maximum (the 0.0 start counts as a peak).
+
+    A negative fraction (-0.4112 = 41.12 log points); 0.0 if never below the peak or for an empty array."""
+    r = np.asarray(log_returns, dtype=float)
+    if r.size == 0:
+        return 0.0
+    cum = np.cumsum(r)
+    peak = np.maximum(np.maximum.accumulate(cum), 0.0)
+    return float(min((cum - peak).min(), 0.0))
+
+
+def sr_annual(log_returns: np.ndarray, risk_free: float = 0.02) -> float:
+    """Thesis annual Sharpe: (mean(r) * 252 - risk_free) / log_volatility; risk_free a yearly fraction.
+
+    NaN if the volatility is 0 or NaN."""
+    r = np.asarray(log_returns, dtype=float)
+    vol = log_volatility(r)
+    if not np.isfinite(vol) or vol == 0:
+        return float("nan")
+    return float((r.mean() * TRADING_DAYS - risk_free) / vol)
+
+
+def sr_full_period(log_returns: np.ndarray, risk_free: float = 0.02) -> float:
+    """Full-period Sharpe: sr_annual * sqrt(years), years = n / 252."""
+    r = np.asarray(log_returns, dtype=float)
+    return float(sr_annual(r, risk_free) * np.sqrt(r.size / TRADING_DAYS))
+
+
+def sortino_log(log_returns: np.ndarray, risk_free: float = 0.02) -> float:
+    """(mean(r) * 252 - risk_free) / (downside deviation * sqrt(252)).
+
+    Downside deviation = sqrt(mean(min(r - risk_free/252, 0)^2)) over all days; NaN if it is 0 (or no days)."""
+    r = np.asarray(log_returns, dtype=float)
+    if r.size == 0:
+        return float("nan")
+    dd = float(np.sqrt(np.mean(np.minimum(r - risk_free / TRADING_DAYS, 0.0) ** 2)))
+    if dd == 0:
+        return float("nan")
+    return float((r.mean() * TRADING_DAYS - risk_free) / (dd * np.sqrt(TRADING_DAYS)))
+
+
+def information_ratio(log_returns: np.ndarray, benchmark_log_returns: np.ndarray) -> float:
+    """Annualised information ratio of active = r - b: mean * 252 / (std(ddof=1) * sqrt(252)).
+
+    ValueError if the lengths differ; NaN if the active std is 0 or there are fewer than 2 days."""
+    r = np.asarray(log_returns, dtype=float)
+    b = np.asarray(benchmark_log_returns, dtype=float)
+    if r.shape != b.shape:
+        raise ValueError(f"returns and benchmark differ in length: {r.shape} vs {b.shape}")
+    active = r - b
+    if active.size < 2:
+        return float("nan")
+    sd = float(active.std(ddof=1))
+    if sd == 0:
+        return float("nan")
+    return float(active.mean() * TRADING_DAYS / (sd * np.sqrt(TRADING_DAYS)))
+
+
+def mann_whitney_p(log_returns: np.ndarray, benchmark_log_returns: np.ndarray) -> float:
+    """Two-sided p-value of the Mann-Whitney U test of the two samples of daily log returns."""
+    from scipy.stats import mannwhitneyu
+
+    r = np.asarray(log_returns, dtype=float)
+    b = np.asarray(benchmark_log_returns, dtype=float)
+    return float(mannwhitneyu(r, b, alternative="two-sided").pvalue)
+
+
+def thesis_summary(
+    log_returns: np.ndarray, benchmark_log_returns: np.ndarray | None = None, risk_free: float = 0.02
+) -> dict[str, float]:
+    """Thesis metrics: total log return, annual std, max drawdown (log), SR annual / full, Sortino, days.
+
+    With a benchmark, also the information ratio and the Mann-Whitney two-sided p-value."""
+    r = np.asarray(log_returns, dtype=float)
+    out: dict[str, float] = {
+        "total_log_return": log_total_return(r),
+        "std": log_volatility(r),
+        "max_drawdown_log": log_max_drawdown(r),
+        "sr_annual": sr_annual(r, risk_free),
+        "sr_full": sr_full_period(r, risk_free),
+        "sortino": sortino_log(r, risk_free),
+        "days": int(r.size),
+    }
+    if benchmark_log_returns is not None:
+        b = np.asarray(benchmark_log_returns, dtype=float)
+        out["information_ratio"] = information_ratio(r, b)
+        out["mann_whitney_p"] = mann_whitney_p(r, b)
+    return out
+
+
+def kde_monte_carlo(
+    log_returns: np.ndarray,
+    n_paths: int = 10_000,
+    horizon: int = 252,
+    seed: int = 0,
+    quantiles: Sequence[float] = (0.05, 0.5, 0.95),
+) -> dict:
+    """Monte Carlo of cumulative log return paths drawn from a Gaussian KDE of the daily log returns.
+
+    Fits ``scipy.stats.gaussian_kde`` (default bandwidth), draws ``n_paths * horizon`` daily returns with
+    ``np.random.default_rng(seed)``, and cumulates each row. Returns ``{"quantiles": tuple, "bands":
+    [len(quantiles), horizon] quantiles of the cumulative log return after each day, "terminal": [n_paths]
+    cumulative log return after ``horizon`` days}``. Deterministic for a given seed."""
+    from scipy.stats import gaussian_kde
+
+    r = np.asarray(log_returns, dtype=float)
+    q = tuple(float(x) for x in quantiles)
+    kde = gaussian_kde(r)
+    draws = kde.resample(int(n_paths) * int(horizon), seed=np.random.default_rng(seed))
+    paths = np.cumsum(draws.reshape(int(n_paths), int(horizon)), axis=1)
+    bands = np.quantile(paths, q, axis=0).reshape(len(q), int(horizon))
+    return {"quantiles": q, "bands": bands, "terminal": paths[:, -1].copy()}

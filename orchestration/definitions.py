@@ -5,7 +5,19 @@ launchpad override them per run. Frames travel through the warehouse IO manager,
 model IO manager (``infra.io_managers``)."""
 import dagster as dg
 
-from assets import decisions, evaluation, features, folds, ingestion, ingestion_checks, policies, prescreen, regimes
+from assets import (
+    decisions,
+    evaluation,
+    features,
+    folds,
+    ingestion,
+    ingestion_checks,
+    policies,
+    prescreen,
+    qlearning,
+    regimes,
+    research,
+)
 from infra.io_managers import model_io_manager, warehouse_io_manager
 from infra.resources import (
     FeatureStoreResource,
@@ -21,8 +33,8 @@ from orchestration.jobs import ALL_JOBS
 from orchestration.schedules import nightly_schedule
 from orchestration.sensors import ALL_SENSORS
 
-ASSET_MODULES = [ingestion, features, folds, regimes, prescreen, policies, evaluation, decisions]
-CHECK_MODULES = [ingestion_checks, features, regimes, prescreen]
+ASSET_MODULES = [ingestion, features, folds, regimes, prescreen, policies, qlearning, evaluation, decisions, research]
+CHECK_MODULES = [ingestion_checks, features, regimes, prescreen, qlearning]
 
 
 def storage_resources(warehouse: WarehouseResource) -> dict:

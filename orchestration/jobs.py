@@ -25,6 +25,7 @@ from assets.keys import (
     MODELS_POLICY_SAC,
     MODELS_POLICY_TD3,
     MODELS_PRESCREEN,
+    MODELS_QLEARNING,
     MONITORING_DRIFT,
     REF_FOLDS,
     REF_TRADING_CALENDAR,
@@ -34,7 +35,7 @@ from assets.keys import (
 )
 
 FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, MODELS_POLICY_SAC,
-                                       MODELS_POLICY_TD3, MODELS_POLICY_ENSEMBLE, EVAL_FOLD)
+                                       MODELS_POLICY_TD3, MODELS_POLICY_ENSEMBLE, MODELS_QLEARNING, EVAL_FOLD)
 DECIDE_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM_LIVE, DECISIONS_DAILY, MONITORING_DRIFT)
 
 #: The nightly job's run config: incremental ingestion and incremental feature/label writes.
@@ -52,12 +53,13 @@ ingest_job = dg.define_asset_job(
 )
 prepare_job = dg.define_asset_job(
     "prepare", selection=dg.AssetSelection.all() - FOLD_ASSETS.downstream(),
-    description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks).",
+    description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks), and the "
+    "research reproductions on their own protocols (research group).",
 )
 fold_job = dg.define_asset_job(
     "fold", selection=FOLD_ASSETS,
     description="Per-fold models and evaluation for one fold partition (sector HMMs, prescreen, PPO, SAC, TD3, "
-    "their ensemble, eval).",
+    "their ensemble, the Q-learning book, eval).",
 )
 report_job = dg.define_asset_job(
     "report", selection=dg.AssetSelection.assets(EVAL_WALK_FORWARD),

@@ -34,7 +34,7 @@ resources:
   regimes: {config: {hmm_restarts: 1}}
   prescreen: {config: {cv_splits: 2, n_jobs: 1, generations: 1}}
   policy: {config: {total_steps: 4096, num_envs: 16, episode_length: 128, offpolicy_total_steps: 2048,
-                    offpolicy_num_envs: 16}}
+                    offpolicy_num_envs: 16, qlearning_epochs_scale: 0.02}}
 """
 
 

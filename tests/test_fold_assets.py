@@ -6,12 +6,13 @@ import polars as pl
 import pytest
 import torch
 
-from assets import evaluation, features, folds, ingestion, policies, prescreen, regimes
+from assets import evaluation, features, folds, ingestion, policies, prescreen, qlearning, regimes
 from assets.keys import (
     EVAL_FOLD,
     EVAL_WALK_FORWARD,
     POLICY_KEYS,
     MODELS_PRESCREEN,
+    MODELS_QLEARNING,
     REGIMES_SECTOR_HMM,
     REGIMES_SECTOR_HMM_LIVE,
 )
@@ -32,8 +33,9 @@ from warehouse.catalog import artifact_records
 from warehouse.tables import read_table
 
 UNPARTITIONED = dg.load_assets_from_modules([ingestion, features, folds, regimes])
-PER_FOLD = [*dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies, evaluation]),
-            *dg.load_asset_checks_from_modules([regimes, prescreen])]
+PER_FOLD = [*dg.load_assets_from_modules([ingestion, features, folds, regimes, prescreen, policies, qlearning,
+                                          evaluation]),
+            *dg.load_asset_checks_from_modules([regimes, prescreen, qlearning])]
 
 
 def read_fold(wh, key):
@@ -51,7 +53,7 @@ def pipeline(tmp_path_factory):
         "regimes": RegimeResource(hmm_restarts=2),
         "prescreen": PrescreenResource(cv_splits=2, n_jobs=1),
         "policy": PolicyResource(total_steps=8192, num_envs=16, episode_length=128, offpolicy_total_steps=2048,
-                                 offpolicy_num_envs=16),
+                                 offpolicy_num_envs=16, qlearning_epochs_scale=0.02),
         "risk": RiskResource(research_enabled=True),
     }
     instance = dg.DagsterInstance.ephemeral()
@@ -61,7 +63,8 @@ def pipeline(tmp_path_factory):
     assert prep.success
     keys = instance.get_dynamic_partitions(FOLDS)
     results = {k: dg.materialize(PER_FOLD, resources=resources, instance=instance, partition_key=k,
-                                 selection=[REGIMES_SECTOR_HMM, MODELS_PRESCREEN, *POLICY_KEYS.values(), EVAL_FOLD])
+                                 selection=[REGIMES_SECTOR_HMM, MODELS_PRESCREEN, *POLICY_KEYS.values(), MODELS_QLEARNING,
+                                            EVAL_FOLD])
                for k in ("2013", "2014")}
     return resources, instance, keys, results
 
@@ -84,7 +87,7 @@ def test_two_folds_materialize_and_fit_only_on_train(pipeline):
     wh = resources["warehouse"].get()
     for key, result in results.items():  # the fold outputs' look-ahead checks ran on their own fold
         checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
-        for name in ("sector_hmm_no_lookahead", "prescreen_scores_no_lookahead"):
+        for name in ("sector_hmm_no_lookahead", "prescreen_scores_no_lookahead", "qlearning_states_no_lookahead"):
             assert checks[name].passed and checks[name].metadata["fold"].value == key, (key, name)
     for key in ("2013", "2014"):
         fold = read_fold(wh, key)
@@ -140,8 +143,9 @@ def test_evaluation_walk_forward_report_and_views(pipeline, tmp_path):
     resources, instance, _, _ = pipeline
     wh = resources["warehouse"].get()
     m = read_table(wh, "eval.fold_metrics", "WHERE fold = '2014' AND cost_multiplier = 1.0")
-    assert {"ppo", "ppo_breaker", "sac", "td3", "ensemble", "spy_buy_hold", "equal_weight", "sixty_forty", "vix_rule",
-            "vix_switch"} == set(m["strategy"])  # research breaker switched on in this module's resources
+    assert {"ppo", "ppo_breaker", "ppo_switch", "sac", "td3", "ensemble", "spy_buy_hold", "equal_weight", "sixty_forty",
+            "vix_rule", "vix_switch", "q_best", "q_stack", "q_stack_switch", "q_el",
+            "q_el_switch"} == set(m["strategy"])  # research breaker switched on in this module's resources
     wf = dg.materialize(PER_FOLD, resources=resources, instance=instance, selection=[EVAL_WALK_FORWARD])
     assert wf.success
     meta = wf.asset_materializations_for_node("eval__walk_forward")[0].metadata
@@ -159,10 +163,32 @@ def test_evaluation_walk_forward_report_and_views(pipeline, tmp_path):
                               "WHERE strategy = 'ppo' GROUP BY ALL").fetchall()
         assert sum(n for _, n in buckets) == ppo.height
         latest = con.execute("SELECT fold, strategy, date FROM analytics.latest_allocation").fetchall()
-        assert {r[0] for r in latest} == {"2014"} and len(latest) == 10  # 4 policies, breaker, 5 baselines
+        # 4 policies, breaker, PPO under the switcher, 5 Q-learning strategies, 5 baselines
+        assert {r[0] for r in latest} == {"2014"} and len(latest) == 16
         assert con.execute("SELECT count(*) FROM analytics.walk_forward_daily").fetchall()[0][0] == track.height
     finally:
         con.close()
+
+
+@pytest.mark.slow
+def test_qlearning_book_per_fold(pipeline):
+    """32 members fitted on the fold's fit window, one best and one stack member per simulation chosen; the
+    evaluation's E.L. is twice the model of models (cash pays for the leverage), the switcher overrides."""
+    resources, _, _, _ = pipeline
+    wh = resources["warehouse"].get()
+    members = read_table(wh, "models.qlearning_members", "WHERE fold = '2014'")
+    assert members.height == 32 and members["is_best"].sum() == 1 and members["in_stack"].sum() == 4
+    assert members.filter(pl.col("in_stack")).group_by("simulation").len()["len"].to_list() == [1, 1, 1, 1]
+    best = members.filter(pl.col("is_best")).row(0, named=True)
+    assert best["validation_score"] == members["validation_score"].max()
+    grid = read_table(wh, "models.qlearning_switch_grid", "WHERE fold = '2014'")
+    assert grid.height == 16 and grid["share_on"].is_between(0, 1).all()
+    alloc = read_table(wh, "eval.allocations", "WHERE fold = '2014'")
+    w = {s: alloc.filter(pl.col("strategy") == s).sort("date") for s in ("q_stack", "q_el", "q_stack_switch")}
+    assert (w["q_el"]["w_SPY"] - 2 * w["q_stack"]["w_SPY"]).abs().max() < 1e-12
+    assert (w["q_el"]["w_SPY"] + w["q_el"]["w_cash"] - 1.0).abs().max() < 1e-12
+    on = w["q_stack_switch"]["w_SPY"] != w["q_stack"]["w_SPY"]
+    assert (w["q_stack_switch"].filter(on)["w_SPY"] == 0.5).all()
 
 
 def _norm(frame: pl.DataFrame) -> pl.DataFrame:

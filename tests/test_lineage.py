@@ -111,7 +111,7 @@ def test_every_stage_runs_by_direct_invocation_on_in_memory_inputs(inputs, tmp_p
                              folds=fold_frame)
     assert isinstance(hmm, FoldModel) and set(hmm.model.fitted) and {"main", "summary"} <= set(hmm.tables)
     policy_res = PolicyResource(total_steps=4096, num_envs=16, episode_length=128, observation="all",
-                                offpolicy_total_steps=2048, offpolicy_num_envs=16)
+                                offpolicy_total_steps=2048, offpolicy_num_envs=16, qlearning_epochs_scale=0.02)
     models = prescreen.prescreen_models(ctx, prescreen=PrescreenResource(cv_splits=2, n_jobs=1), policy=policy_res,
                                         features=feats, labels=labels, vix=vix, folds=fold_frame)
     assert [g.name for g in models.model.generations] == ["g1", "g2", "final"]  # the policy observes the scores

@@ -63,7 +63,7 @@ class Pipeline:
             regimes=RegimeResource(hmm_restarts=1),
             prescreen=PrescreenResource(cv_splits=2, n_jobs=1),
             policy=PolicyResource(total_steps=4096, num_envs=16, episode_length=128, offpolicy_total_steps=2048,
-                                           offpolicy_num_envs=16),
+                                           offpolicy_num_envs=16, qlearning_epochs_scale=0.02),
         )
 
     def publish(self, last: date, market: MarketData | None = None) -> None:

@@ -130,6 +130,32 @@ CATALOG: dict[tuple[str, ...], AssetStorage] = {
                  "Per fold and ensemble member: validation-slice return, SPY's, Sortino, composite score "
                  "(excess x min(Sortino, 3)), ensemble weight, and whether the weights fell back to equal."),
     }, per_fold=True),
+    ("models", "qlearning"): AssetStorage({
+        MAIN: _t("models.qlearning_members", ("member",),
+                 "Per fold and Q-learning member (simulation x clustering x k): state columns, greedy exposure and "
+                 "training visits per cluster, validation score (net Sharpe), best single / model-of-models flags."),
+        "switch_grid": _t("models.qlearning_switch_grid", ("window", "threshold"),
+                          "Per fold: the VIX switcher grid on the train window (share of days switched, Sharpe of "
+                          "the switched asset); the chosen row is in models.qlearning_members' fold metadata."),
+    }, per_fold=True),
+    ("research", "thesis_market"): AssetStorage({
+        MAIN: _t("research.thesis_bars", ("ticker", "date"), "SPY bars over the whole source history (from 1993) "
+                 "for the thesis reproduction."),
+        "index": _t("research.thesis_index_bars", ("symbol", "date"), "VIX levels over the whole source history."),
+    }),
+    ("research", "thesis_reproduction"): AssetStorage({
+        MAIN: _t("research.thesis_reproduction", ("strategy",),
+                 "Q-learning thesis reproduction (test 2015-2023, no costs): thesis metrics per strategy / member "
+                 "next to the thesis's published values (thesis_* columns, null where not published)."),
+        "daily": _t("research.thesis_daily", ("strategy", "date"),
+                    "Reproduction test window per strategy and day: exposure, log return, cumulative log return."),
+        "switch_grid": _t("research.thesis_switch_grid", ("window", "threshold"),
+                          "VIX switcher sensitivity: train Sharpe (the choice) and test SR of the switched stack."),
+        "monte_carlo": _t("research.thesis_monte_carlo", ("strategy", "day"),
+                          "KDE Monte Carlo (10,000 paths x 252 days): 5/50/95 % bands of the cumulative log return."),
+        "members": _t("research.thesis_members", ("member",), "Reproduction members: clusters, exposures, "
+                      "validation Sharpe, chosen flags."),
+    }),
     ("eval", "fold"): AssetStorage({
         MAIN: _t("eval.daily_returns", ("strategy", "date"),
                  "Test-window daily returns per fold and strategy (earned close t-1 -> close t, net of costs)."),

@@ -33,6 +33,7 @@ from ml.backtest.engine import BacktestResult, RebalanceRule, backtest, month_st
 from ml.costs import Execution
 from ml.data.universe import ALLOCATION_ASSETS
 from ml.regimes.vix import VixRegimeConfig
+from ml.strategies.vix_switcher import trailing_mean
 
 if TYPE_CHECKING:
     from ml.envs.market_panel import MarketPanel
@@ -150,10 +151,7 @@ def vix_rule(panel: MarketPanel, start_idx: int, end_idx: int, config: BaselineC
 
 def vix_moving_average(panel: MarketPanel, window: int) -> np.ndarray:
     """``[T]`` trailing mean of ``panel.vix`` over the ``window`` rows ending at t (fewer at the panel start)."""
-    c = np.concatenate([[0.0], np.cumsum(panel.vix)])
-    rows = np.arange(panel.n_dates)
-    lo = np.maximum(rows + 1 - window, 0)
-    return (c[rows + 1] - c[lo]) / (rows + 1 - lo)
+    return trailing_mean(panel.vix, window)
 
 
 def vix_switch(panel: MarketPanel, start_idx: int, end_idx: int, config: BaselineConfig | None = None) -> BaselineSchedule:

@@ -392,3 +392,51 @@ def fold_sharpe_chart(
         ax.grid(False, axis="x")
         ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0.0)
         return _png(fig)
+
+
+def log_growth_chart(daily: pl.DataFrame, *, highlight: str | None = "stack", source: str | None = None,
+                     title: str = "Cumulative log return") -> bytes:
+    """One line per strategy of ``cum_log_return`` (log points, the thesis's convention) over ``date``."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure()
+        ax = fig.add_subplot()
+        _title(ax, title, source)
+        if daily.is_empty():
+            _empty(ax, "no data")
+            return _png(fig)
+        names = _order(daily.get_column("strategy").unique(maintain_order=True).to_list(), highlight)
+        for name in names:
+            s = daily.filter(pl.col("strategy") == name)
+            y = 100 * s.get_column("cum_log_return").to_numpy().astype(float)
+            ax.plot(_dates(s), y, label=f"{name}  ({y[-1]:+.0f})", color=strategy_color(name, names),
+                    linewidth=2.6 if name == highlight else 1.4, zorder=3 if name == highlight else 2)
+        ax.axhline(0.0, color="#999999", linewidth=0.9, linestyle="--", zorder=1)
+        ax.set_ylabel("Σ daily log returns (log points)")
+        _date_axis(ax)
+        _legend_below(fig, ax, highlight)
+        return _png(fig)
+
+
+def band_chart(bands: pl.DataFrame, *, source: str | None = None,
+               title: str = "KDE Monte Carlo: cumulative log return, 5 / 50 / 95 %") -> bytes:
+    """Per strategy: the median line and the 5-95 % band of ``q05, q50, q95`` (fractions) over ``day``."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure()
+        ax = fig.add_subplot()
+        _title(ax, title, source)
+        if bands.is_empty():
+            _empty(ax, "no data")
+            return _png(fig)
+        names = bands.get_column("strategy").unique(maintain_order=True).to_list()
+        for name in names:
+            b = bands.filter(pl.col("strategy") == name)
+            day = b.get_column("day").to_numpy()
+            color = strategy_color(name, names)
+            ax.fill_between(day, 100 * b["q05"].to_numpy(), 100 * b["q95"].to_numpy(), color=color, alpha=0.15)
+            ax.plot(day, 100 * b["q50"].to_numpy(), color=color, linewidth=1.8,
+                    label=f"{name}  (median {100 * b['q50'][-1]:+.0f}, 5 % {100 * b['q05'][-1]:+.0f})")
+        ax.axhline(0.0, color="#999999", linewidth=0.9, linestyle="--")
+        ax.set_xlabel("Trading day")
+        ax.set_ylabel("Cumulative log return (log points)")
+        _legend_below(fig, ax, None)
+        return _png(fig)

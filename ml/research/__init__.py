@@ -1,0 +1,1 @@
+"""Reproductions of the designs behind the project, on their own protocols (pure; no Dagster, no DuckDB)."""
