@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assets import decisions, evaluation, features, folds, ingestion, policies, prescreen, regimes
+from assets import decisions, evaluation, features, folds, ingestion, policies, prescreen, qlearning, regimes
 from assets.keys import (
     DECISIONS_DAILY,
     EVAL_FOLD,
@@ -144,10 +144,15 @@ def test_every_stage_runs_by_direct_invocation_on_in_memory_inputs(inputs, tmp_p
     assert {"val_return", "spy_val_return", "sortino", "composite", "fallback_equal"} <= set(table.columns)
     loaded = {f"policy_{k}": m for k, m in members.items()}
     loaded["policy_ensemble"] = LoadedModel(ensemble.model, "2014", "2014/policy_ensemble.pt", "-", {})
+    book = qlearning.qlearning_book(ctx, policy=policy_res, features=feats.filter(pl.col("ticker") == "SPY"),
+                                    folds=fold_frame)
+    assert len(book.model.members) == 32 and book.tables["main"]["in_stack"].sum() == 4
+    loaded["qlearning"] = LoadedModel(book.model, "2014", "2014/qlearning.joblib", "-", {})
     ev = evaluation.fold_evaluation(ctx, policy=policy_res, regimes=RegimeResource(), risk=RiskResource(),
                                     warehouse=warehouse, **loaded, **panel_inputs)
     assert {"main", "allocations", "metrics"} == set(ev)
-    assert {"ppo", "sac", "td3", "ensemble", "equal_weight", "spy_buy_hold"} <= set(ev["main"]["strategy"])
+    assert {"ppo", "sac", "td3", "ensemble", "equal_weight", "spy_buy_hold", "q_best", "q_stack", "q_el_switch",
+            "ppo_switch"} <= set(ev["main"]["strategy"])
     assert (tmp_path / "reports" / "fold_2014.html").is_file()
 
     per_fold = {part: frame.with_columns(pl.lit("2014").alias("fold")) for part, frame in ev.items()}
