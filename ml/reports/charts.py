@@ -395,8 +395,9 @@ def fold_sharpe_chart(
 
 
 def log_growth_chart(daily: pl.DataFrame, *, highlight: str | None = "stack", source: str | None = None,
-                     title: str = "Cumulative log return") -> bytes:
-    """One line per strategy of ``cum_log_return`` (log points, the thesis's convention) over ``date``."""
+                     title: str = "Cumulative log return", colors: Sequence[str] = ()) -> bytes:
+    """One line per strategy of ``cum_log_return`` (log points, the thesis's convention) over ``date``;
+    ``colors``: the strategy order that fixes each one's colour (shared between charts)."""
     with matplotlib.rc_context(_STYLE):
         fig = _figure()
         ax = fig.add_subplot()
@@ -408,7 +409,7 @@ def log_growth_chart(daily: pl.DataFrame, *, highlight: str | None = "stack", so
         for name in names:
             s = daily.filter(pl.col("strategy") == name)
             y = 100 * s.get_column("cum_log_return").to_numpy().astype(float)
-            ax.plot(_dates(s), y, label=f"{name}  ({y[-1]:+.0f})", color=strategy_color(name, names),
+            ax.plot(_dates(s), y, label=f"{name}  ({y[-1]:+.0f})", color=strategy_color(name, colors or names),
                     linewidth=2.6 if name == highlight else 1.4, zorder=3 if name == highlight else 2)
         ax.axhline(0.0, color="#999999", linewidth=0.9, linestyle="--", zorder=1)
         ax.set_ylabel("Σ daily log returns (log points)")
@@ -418,8 +419,9 @@ def log_growth_chart(daily: pl.DataFrame, *, highlight: str | None = "stack", so
 
 
 def band_chart(bands: pl.DataFrame, *, source: str | None = None,
-               title: str = "KDE Monte Carlo: cumulative log return, 5 / 50 / 95 %") -> bytes:
-    """Per strategy: the median line and the 5-95 % band of ``q05, q50, q95`` (fractions) over ``day``."""
+               title: str = "KDE Monte Carlo: cumulative log return, 5 / 50 / 95 %", colors: Sequence[str] = ()) -> bytes:
+    """Per strategy: the median line and the 5-95 % band of ``q05, q50, q95`` (fractions) over ``day``;
+    ``colors`` as :func:`log_growth_chart`."""
     with matplotlib.rc_context(_STYLE):
         fig = _figure()
         ax = fig.add_subplot()
@@ -431,7 +433,7 @@ def band_chart(bands: pl.DataFrame, *, source: str | None = None,
         for name in names:
             b = bands.filter(pl.col("strategy") == name)
             day = b.get_column("day").to_numpy()
-            color = strategy_color(name, names)
+            color = strategy_color(name, colors or names)
             ax.fill_between(day, 100 * b["q05"].to_numpy(), 100 * b["q95"].to_numpy(), color=color, alpha=0.15)
             ax.plot(day, 100 * b["q50"].to_numpy(), color=color, linewidth=1.8,
                     label=f"{name}  (median {100 * b['q50'][-1]:+.0f}, 5 % {100 * b['q05'][-1]:+.0f})")

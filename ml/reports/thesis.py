@@ -24,11 +24,10 @@ def render_thesis_report(result, protocol, source: str, code_version: str, title
     table = result.table
     headline = pl.DataFrame({"strategy": list(HEADLINE)}).join(table, on="strategy", how="left", maintain_order="left")
     members = table.filter(pl.col("simulation") != "").sort("simulation", "strategy")
-    shown = ("spy", "stack", "stack_el_switch", result.book.best)
+    shown = list(dict.fromkeys(("spy", "stack", "stack_el_switch", result.book.best)))
     charts = {
-        "growth": log_growth_chart(result.daily.filter(pl.col("strategy").is_in(list(dict.fromkeys(shown)))),
-                                   source=source),
-        "monte_carlo": band_chart(result.monte_carlo, source=source),
+        "growth": log_growth_chart(result.daily.filter(pl.col("strategy").is_in(shown)), source=source, colors=shown),
+        "monte_carlo": band_chart(result.monte_carlo, source=source, colors=shown),
     }
     view = {
         "title": title or "regimeflow — Q-learning thesis reproduction (SPY, test 2015–2023, no costs)",
