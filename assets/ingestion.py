@@ -81,6 +81,15 @@ def market_data(context: dg.AssetExecutionContext, config: IngestConfig, market:
         context.log.warning(warning)
     if incremental:
         data = wi.incremental_slice(data, extent)
+    lo, hi = universe.history_start, universe.history_end
+    audit = wi.audit_batch(wh, data, market.calendar_ticker, lo, hi)
+    if not audit.passed:  # write-audit-publish: a batch that breaks an error rule writes nothing
+        file_of = getattr(source, "ohlcv_path", None)
+        message = audit.message(None if file_of is None else lambda t: (str(p) if (p := file_of(t)) else None))
+        wi.log_rejected_batch(wh, context.run.run_id, source.source_kind, source.describe(), message)
+        raise dg.Failure(description=f"input rejected by the data-quality rules, nothing written:\n{message}")
+    context.log.info(f"staged batch audited in {audit.seconds:.1f} s: every error rule passed on the state it "
+                     f"would write ({audit.bars.n_rows:,} bars, {audit.index.n_rows:,} index rows)")
     ref_dates = data.bars.filter(pl.col("ticker") == market.calendar_ticker)["date"]
     new_dates = sorted(d for d in ref_dates.to_list() if extent.last_date is None or d > extent.last_date)
     if extent.last_date is not None and not new_dates:

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def _setup(tmp_path, corrupt: bool):
     universe = Universe(include_stocks=False, history_start=date(2019, 1, 1), history_end=date(2020, 12, 31))
     csv_dir = write_csv_dir(generate_market(universe, seed=2), tmp_path / "market")
-    if corrupt:  # an open 30% above the day's high: the blocking OHLC check fails
+    if corrupt:  # an open 30% above the day's high: the OHLC rule rejects the batch
         spy = csv_dir / "ohlcv" / "SPY.csv"
         frame = pl.read_csv(spy, try_parse_dates=True)
         frame.with_columns(pl.when(pl.col("date") == frame["date"][30]).then(pl.col("open") * 1.3)
@@ -55,9 +55,10 @@ def test_ingest_run_triggers_the_derived_assets_only(tmp_path):
     assert again.total_requested == 0  # handled: not requested twice
 
 
-def test_a_failed_blocking_check_stops_automatic_refreshes(tmp_path):
+def test_a_rejected_batch_triggers_no_refresh(tmp_path):
+    # the audit rejects the whole batch before writing (write-audit-publish): nothing is materialized, so
+    # nothing downstream is requested - neither what reads raw/bars nor what reads raw/index_bars
     local, instance, first = _setup(tmp_path, corrupt=True)
     after = dg.evaluate_automation_conditions(defs=local, instance=instance, cursor=first.cursor)
-    for key in (FEATURES_DAILY, LABELS_FORWARD, REGIMES_SECTOR_HMM_LIVE):  # downstream of raw/bars
+    for key in (FEATURES_DAILY, LABELS_FORWARD, REGIMES_SECTOR_HMM_LIVE, REGIMES_VIX):
         assert after.get_num_requested(key) == 0, key
-    assert after.get_num_requested(REGIMES_VIX) == 1  # raw/index_bars passed its checks: gated per dependency

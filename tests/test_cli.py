@@ -23,8 +23,10 @@ def test_blocking_check_failure_stops_before_folds(tmp_path, monkeypatch, capsys
     rc = cli.main(["run", "--source", "csv", "--data-dir", str(csv_dir)])
     out = capsys.readouterr()
     assert rc == 1
-    assert "blocking check failed: raw/bars:bars_high_ge_open_close" in out.err
-    assert "--- fold" not in out.out and "FAILED raw/bars:bars_high_ge_open_close" in out.out
+    # write-audit-publish: the batch is rejected before anything is written, naming the rule, ticker and date
+    assert "input rejected by the data-quality rules, nothing written" in out.err
+    assert "rule bars_high_ge_open_close failed for 1 row: SPY" in out.err
+    assert "--- fold" not in out.out
 
 
 SMALL_PROFILE = """

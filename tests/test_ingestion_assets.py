@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from assets import ingestion, ingestion_checks
-from assets.keys import RAW_BARS, REF_TRADING_CALENDAR
+from assets.keys import REF_TRADING_CALENDAR
 from orchestration.definitions import defs, storage_resources
 from infra.resources import MarketDataResource, WarehouseResource
 from warehouse import Warehouse
@@ -51,7 +51,9 @@ def test_materialize_ingestion_group_on_synthetic(tmp_path):
 
 
 @pytest.mark.slow
-def test_failing_blocking_check_stops_downstream(tmp_path, csv_dir, small_universe):
+def test_a_rule_violation_is_rejected_before_anything_is_written(tmp_path, csv_dir, small_universe):
+    """Write-audit-publish: the error rules run on the staged batch, so a bad bar never reaches raw.* (the
+    blocking checks stay as the second line on what is stored)."""
     spy = csv_dir / "ohlcv" / "SPY.csv"
     frame = pl.read_csv(spy, try_parse_dates=True)
     bad_day = frame["date"][50]
@@ -66,12 +68,13 @@ def test_failing_blocking_check_stops_downstream(tmp_path, csv_dir, small_univer
     result = dg.materialize([*ASSETS, *CHECKS], resources=resources, instance=dg.DagsterInstance.ephemeral(),
                             raise_on_error=False)
     assert not result.success
-    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    assert [e.check_name for e in failed] == ["bars_high_ge_open_close"]
-    examples = failed[0].metadata["examples"].value
-    assert examples[0]["ticker"] == "SPY" and str(examples[0]["date"]) == str(bad_day)
-    materialized = {m.asset_key for m in result.get_asset_materialization_events()}
-    assert RAW_BARS in materialized and REF_TRADING_CALENDAR not in materialized
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert "bars_high_ge_open_close" in failure and f"SPY {bad_day}" in failure and "nothing written" in failure
+    assert f"{csv_dir}/ohlcv/SPY.csv" in failure  # the file to fix
+    assert not result.get_asset_materialization_events()  # raw.* untouched, downstream not run
+    with wh.read() as con:
+        assert con.execute("SELECT count(*) FROM raw.bars").fetchall()[0][0] == 0
+        assert con.execute("SELECT status FROM raw.ingest_log").fetchall() == [("rejected",)]
 
 
 @pytest.mark.slow
