@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from assets import ingestion, ingestion_checks
-from assets.keys import REF_TRADING_CALENDAR
+from assets.keys import RAW_BARS, RAW_INDEX_BARS, REF_TRADING_CALENDAR
 from orchestration.definitions import defs, storage_resources
 from infra.resources import MarketDataResource, WarehouseResource
 from warehouse import Warehouse
@@ -94,3 +94,23 @@ def test_malformed_csv_rejects_batch_and_keeps_previous_data(tmp_path, csv_dir, 
     assert wi.read_bars(wh).equals(before)
     with Warehouse(wh.path).read() as con:
         assert con.execute("SELECT count(*) FROM raw.ingest_log WHERE status='rejected'").fetchall()[0][0] == 1
+
+
+@pytest.mark.slow
+def test_the_blocking_check_still_guards_what_is_stored(tmp_path, csv_dir, small_universe):
+    """The second line: a bad row already in raw.bars (written before the audit existed, or by hand) fails
+    the blocking check, naming the ticker and date."""
+    resources, wh = _resources(
+        tmp_path, source="csv", data_dir=str(csv_dir), sector_etfs=small_universe.sector_etfs,
+        stocks=small_universe.stocks, history_start="2019-01-01", history_end="2020-12-31",
+    )
+    assert dg.materialize(ASSETS, resources=resources, instance=dg.DagsterInstance.ephemeral()).success
+    with wh.write() as con:
+        con.execute("UPDATE raw.bars SET close = -1 WHERE ticker = 'SPY' AND date = DATE '2019-03-01'")
+    result = dg.materialize([*ASSETS, *CHECKS], resources=resources, instance=dg.DagsterInstance.ephemeral(),
+                            selection=dg.AssetSelection.checks_for_assets(RAW_BARS, RAW_INDEX_BARS),
+                            raise_on_error=False)
+    failed = {e.check_name: e for e in result.get_asset_check_evaluations() if not e.passed}
+    assert "bars_prices_positive" in failed
+    example = failed["bars_prices_positive"].metadata["examples"].value[0]
+    assert example["ticker"] == "SPY" and str(example["date"]) == "2019-03-01"
