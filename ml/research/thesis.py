@@ -71,11 +71,6 @@ class ThesisResult:
     book: QLearningBook
 
 
-def _sharpe(x: np.ndarray) -> float:
-    sd = x.std(ddof=1)
-    return float(x.mean() / sd * np.sqrt(252.0)) if x.size > 1 and sd > 0 else float("nan")
-
-
 def reproduce(features: pl.DataFrame, protocol: ThesisProtocol | None = None,
               config: QLearningConfig | None = None, log=None) -> ThesisResult:
     """Run the protocol on ``features`` (feature-store rows of SPY with ``vix_level``, from 1993)."""
@@ -101,7 +96,7 @@ def reproduce(features: pl.DataFrame, protocol: ThesisProtocol | None = None,
     book = fit_book(st, val_i, cfg, log=say)
     val = st.slice(val_i, train_end_i - val_i - 1)  # decisions whose earned day is still in train
     val_next = nxt[val_i: train_end_i - 1]
-    scores = {n: _sharpe(m.exposure(val) * val_next) for n, m in book.members.items()}
+    scores = {n: metrics.sharpe(m.exposure(val) * val_next) for n, m in book.members.items()}
     vix = st["vix_level"].to_numpy().astype(float)
     switch, grid = choose_switch(vix[: train_end_i - 1], nxt[: train_end_i - 1], default=cfg.default_action)
     book = choose(book, scores, switch.model_dump())

@@ -14,6 +14,8 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from ml.metrics import sharpe
+
 __all__ = ["SwitchConfig", "apply_switch", "choose_switch", "switch_mask", "trailing_mean"]
 
 WINDOWS: tuple[int, ...] = (5, 10, 20, 50)
@@ -54,11 +56,6 @@ def apply_switch(proposal: np.ndarray, mask: np.ndarray, default: np.ndarray | f
     return np.where(m.reshape((-1,) + (1,) * (p.ndim - 1)), d, p)
 
 
-def _sharpe(r: np.ndarray) -> float:
-    sd = r.std(ddof=1)
-    return float(r.mean() / sd * np.sqrt(252.0)) if r.size > 1 and sd > 0 else float("nan")
-
-
 def choose_switch(vix: np.ndarray, next_log_returns: np.ndarray, windows: Sequence[int] = WINDOWS,
                   thresholds: Sequence[float] = THRESHOLDS, default: float = 0.5,
                   ) -> tuple[SwitchConfig, pl.DataFrame]:
@@ -75,7 +72,7 @@ def choose_switch(vix: np.ndarray, next_log_returns: np.ndarray, windows: Sequen
             cfg = SwitchConfig(window=w, threshold=th, default=default)
             m = switch_mask(v, cfg)
             rows.append({"window": int(w), "threshold": float(th), "share_on": float(m[ok].mean()),
-                         "sharpe_train": _sharpe(np.where(m, default, 1.0)[ok] * r[ok])})
+                         "sharpe_train": sharpe(np.where(m, default, 1.0)[ok] * r[ok])})
     grid = pl.DataFrame(rows)
     best = grid.with_row_index("i").sort(["sharpe_train", "window", "threshold"], descending=[True, False, False],
                                          nulls_last=True).row(0, named=True)
