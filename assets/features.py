@@ -110,7 +110,7 @@ def features_no_lookahead(context: dg.AssetCheckExecutionContext, features: Feat
     """Recompute all features on history truncated / garbled after K cutoffs; values up to each cutoff must
     match. Every policy input is a column of features.daily (``ml.dataset``), so this covers them all."""
     fn = partial(compute_features, config=features.config())
-    report = check_lookahead(fn, bars, index_bars, **features.lookahead_kwargs())
+    report = check_lookahead(fn, bars, index_bars, **features.lookahead_kwargs(context.run.tags))
     context.log.info(report.summary())
     return dg.AssetCheckResult(
         passed=report.passed,
@@ -120,6 +120,9 @@ def features_no_lookahead(context: dg.AssetCheckExecutionContext, features: Feat
             "failed_features": dg.MetadataValue.json(report.failed_features),
             "checked_columns": len(report.checks),
             "cutoffs": [d.isoformat() for d in report.cutoffs],
+            "mode": report.mode,
+            "calendar_classes_covered": dg.MetadataValue.json(report.classes_covered),
+            "p_catch_1_in_21_session_leak": round(report.sparse_leak_detection, 4),
             "elapsed_s": round(report.elapsed_s, 2),
         },
     )

@@ -17,6 +17,8 @@ from ml.data.sources import Resolution, resolve_source
 from warehouse import Warehouse
 
 _ML_DEFAULT = "None = the ml default ({})."
+#: Run tag choosing the feature store's look-ahead mode (full | fast) when the resource leaves it unset.
+LOOKAHEAD_MODE_TAG = "regimeflow/lookahead_mode"
 
 
 def overrides(resource: dg.ConfigurableResource, names: dict[str, str] | list[str]) -> dict[str, Any]:
@@ -101,8 +103,12 @@ class FeatureStoreResource(dg.ConfigurableResource):
         default=None, description="Rows the VIX is lagged. 0: the 16:15 ET VIX close of t is known when the "
         "end-of-day decision for t is taken (this project's convention); 1: strict 16:00 ET information set. "
         + _ML_DEFAULT.format("0"))
+    lookahead_mode: Optional[str] = Field(default=None, description="full: 96 cutoffs covering every calendar "
+                                          "class and ticker boundary | fast: 8 cutoffs, 5 calendar classes in "
+                                          "rotation. None = the run's `regimeflow/lookahead_mode` tag (the nightly "
+                                          "job sets fast), else full.")
     lookahead_cutoffs: Optional[int] = Field(default=None, description="Cutoff dates K of the feature store's "
-                                             "look-ahead check. " + _ML_DEFAULT.format("8"))
+                                             "look-ahead check. None = the mode's default (96 full, 8 fast).")
     fold_lookahead_cutoffs: Optional[int] = Field(default=None, description="Cutoff dates K of the per-fold checks "
                                                   "(HMM probabilities, prescreen scores). " + _ML_DEFAULT.format("4"))
     label_thresholds: Optional[dict[str, float]] = Field(
@@ -114,8 +120,11 @@ class FeatureStoreResource(dg.ConfigurableResource):
 
         return FeatureConfig(**overrides(self, ["vix_lag_days"]))
 
-    def lookahead_kwargs(self) -> dict[str, Any]:
-        return overrides(self, {"lookahead_cutoffs": "k"})
+    def lookahead_kwargs(self, run_tags: dict[str, str] | None = None) -> dict[str, Any]:
+        """``check_lookahead`` arguments: mode (this resource's, else the run's ``LOOKAHEAD_MODE_TAG``, else full)
+        and K when set."""
+        mode = self.lookahead_mode or (run_tags or {}).get(LOOKAHEAD_MODE_TAG) or "full"
+        return {"mode": mode, **overrides(self, {"lookahead_cutoffs": "k"})}
 
     def fold_lookahead_kwargs(self) -> dict[str, Any]:
         from ml.lookahead import FOLD_OUTPUT_CUTOFFS

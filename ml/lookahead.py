@@ -12,10 +12,22 @@ cutoff dates c the checker recomputes the function on
 and asserts that every value dated <= c equals the full-history value. Nulls must match
 (null vs value is a failure); NaN equals NaN.
 
-Cutoffs (``k`` of them): the last date before any checked column becomes non-null (catches
-back-filled warm-ups), the first date at which every column has produced a value (right after
-the warm-up), the second-to-last date (near the end), and the rest spread evenly in between with
-a seeded jitter.
+Cutoffs (``plan_cutoffs``): three anchors - the last date before any checked column becomes
+non-null (catches back-filled warm-ups), the first date at which every column has produced a value,
+and the second-to-last date - then one session of each **calendar class** (month / quarter / year
+end and start, each weekday, the sessions before and after a holiday, and each ticker's first and
+last rows), then random sessions (an even grid with a seeded jitter). A leak that peeks one session
+ahead on date d is caught only by a cutoff *on* d, so a leak tied to the calendar needs a cutoff of
+its class, and a leak on a random 1-in-21 subset of sessions is caught with probability
+``1 - (20/21)^K`` (:func:`sparse_leak_detection`).
+
+* ``mode="full"`` (the ``prepare`` job, CI): ``FULL_CUTOFFS`` = 96 cutoffs, every calendar class and
+  every ticker boundary: calendar-tied leaks are caught on every run, a random 1-in-21 leak with
+  probability 99.1 %.
+* ``mode="fast"`` (the nightly): ``FAST_CUTOFFS`` = 8 cutoffs, the anchors plus 5 calendar classes
+  taken in rotation by the length of the history, so 3 consecutive nights cover all 15 classes
+  (a calendar-tied leak: 1/3 on a given night, certain within 3 nights); a random 1-in-21 leak:
+  32 % per night, 86 % within 5 nights (each night draws new sessions).
 
 Tolerance: ``|full - variant| <= atol + rtol * |full|`` with rtol=1e-9, atol=1e-12 by default.
 A causal kernel (recursive ``ewm_mean(adjust=False)``, sliding rolling windows, shifts) performs
@@ -44,7 +56,16 @@ from ml.reports.markdown import markdown_table, plain_value
 
 FeatureFn = Callable[..., pl.DataFrame | pl.LazyFrame]
 
-DEFAULT_CUTOFFS = 8  # the feature store's check
+FULL_CUTOFFS = 96  # the feature store's check in the prepare job and CI
+FAST_CUTOFFS = 8  # the feature store's check in the nightly job
+MODES = ("full", "fast")
+#: The calendar classes, in the order the fast mode rotates through them.
+CALENDAR_CLASSES = (
+    "month end", "quarter start", "Monday", "pre-holiday", "ticker first row",
+    "month start", "quarter end", "Tuesday", "post-holiday", "ticker last row",
+    "year end", "year start", "Wednesday", "Thursday", "Friday",
+)
+MAX_BOUNDARY_CUTOFFS = 32  # full mode: at most this many ticker first/last rows (seeded sample beyond)
 FOLD_OUTPUT_CUTOFFS = 4  # a fold's HMM probabilities / prescreen scores: frozen models over causal inputs
 DEFAULT_RTOL = 1e-9
 DEFAULT_ATOL = 1e-12
@@ -85,6 +106,21 @@ class LookaheadReport:
     variants: tuple[str, ...] = VARIANTS
     garbage_horizon: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    mode: str = "full"
+    classes_available: tuple[str, ...] = ()
+    #: (cutoff, why it was chosen) in date order
+    reasons: tuple[tuple[date, tuple[str, ...]], ...] = ()
+
+    @property
+    def sparse_leak_detection(self) -> float:
+        """Chance these cutoffs catch a one-session peek firing on a random 1 in 21 sessions."""
+        return sparse_leak_detection(len(self.cutoffs))
+
+    @property
+    def classes_covered(self) -> list[str]:
+        """The calendar classes (:data:`CALENDAR_CLASSES`) with at least one cutoff."""
+        seen = {"ticker " + w.split(" of ")[0] if " row of " in w else w for _, whys in self.reasons for w in whys}
+        return [c for c in CALENDAR_CLASSES if c in seen]
 
     @property
     def passed(self) -> bool:
@@ -121,15 +157,19 @@ class LookaheadReport:
     def summary(self) -> str:
         status = "PASSED" if self.passed else f"FAILED ({len(self.failed_features)} leaking)"
         return (
-            f"Look-ahead check {status}: {len(self.checks)} features, {len(self.cutoffs)} cutoffs x "
-            f"{len(self.variants)} variants ({', '.join(self.variants)}), rtol={self.rtol:g}, "
+            f"Look-ahead check {status} ({self.mode} mode): {len(self.checks)} features, {len(self.cutoffs)} "
+            f"cutoffs ({len(self.classes_covered)}/{len(self.classes_available)} calendar classes, "
+            f"P(catch a 1-in-21-session leak) {self.sparse_leak_detection:.1%}) x {len(self.variants)} variants ({', '.join(self.variants)}), rtol={self.rtol:g}, "
             f"atol={self.atol:g}, {self.n_rows:,} rows, {self.elapsed_s:.1f} s"
         )
 
     def to_markdown(self, max_rows: int = 80) -> str:
         """Markdown summary for Dagster metadata: status line, cutoffs, table (failures first)."""
         lines = [f"**{self.summary()}**", ""]
-        lines.append("Cutoffs: " + ", ".join(d.isoformat() for d in self.cutoffs))
+        why = dict(self.reasons)
+        lines.append("Cutoffs: " + ", ".join(
+            d.isoformat() + (f" ({'; '.join(why[d][:3])}{' …' if len(why[d]) > 3 else ''})" if d in why else "")
+            for d in self.cutoffs))
         lines += [f"> {n}" for n in self.notes]
         ordered = sorted(self.checks, key=lambda c: (c.passed, c.feature))
         rows = [
@@ -241,6 +281,152 @@ def choose_cutoffs(dates: Sequence[date], first_valid: Sequence[date], k: int, s
     return [dates[i] for i in sorted(chosen)]
 
 
+def sparse_leak_detection(n_cutoffs: int, rate: float = 1 / 21) -> float:
+    """Probability that ``n_cutoffs`` sessions include one of a leak's firing sessions, for a one-session
+    peek that fires on a random ``rate`` share of sessions (independent of the calendar)."""
+    return 1.0 - (1.0 - rate) ** max(n_cutoffs, 0)
+
+
+def calendar_classes(dates: Sequence[date]) -> dict[str, list[int]]:
+    """Positions in ``dates`` (sorted sessions) of each calendar class of :data:`CALENDAR_CLASSES` but the
+    ticker rows: period ends / starts, weekdays, sessions before / after a holiday (a weekday that is no
+    session lies between them and their neighbouring session)."""
+    d = np.array(dates, dtype="datetime64[D]")
+    n = d.size
+    if n == 0:
+        return {}
+    months = d.astype("datetime64[M]")
+    years = d.astype("datetime64[Y]")
+    month_no = months.astype(int) % 12
+    new_month = np.r_[True, months[1:] != months[:-1]]
+    new_year = np.r_[True, years[1:] != years[:-1]]
+    last_month = np.r_[months[1:] != months[:-1], True]
+    last_year = np.r_[years[1:] != years[:-1], True]
+    quarter_first = month_no % 3 == 0
+    quarter_last = month_no % 3 == 2
+    weekday = (d.astype(int) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    gap_after = np.r_[np.busday_count(d[:-1], d[1:]) > 1, False] if n > 1 else np.zeros(n, bool)
+    gap_before = np.r_[False, gap_after[:-1]]
+    # the history's own first/last sessions are not period starts/ends (the period is cut, not ended)
+    new_month[0] = new_year[0] = False
+    last_month[-1] = last_year[-1] = False
+    masks = {
+        "month end": last_month, "month start": new_month,
+        "quarter end": last_month & quarter_last, "quarter start": new_month & quarter_first,
+        "year end": last_year, "year start": new_year,
+        "pre-holiday": gap_after, "post-holiday": gap_before,
+        **{name: weekday == i for i, name in enumerate(("Monday", "Tuesday", "Wednesday", "Thursday", "Friday"))},
+    }
+    return {name: np.flatnonzero(m).tolist() for name, m in masks.items()}
+
+
+@dataclass(frozen=True)
+class CutoffPlan:
+    """Cutoff dates and why each was chosen (anchor, calendar class, ticker row, random)."""
+
+    dates: tuple[date, ...]
+    reasons: dict[date, tuple[str, ...]]
+    mode: str
+    #: calendar classes with at least one candidate session before the last one
+    available: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return ", ".join(f"{d.isoformat()} ({'; '.join(self.reasons[d])})" for d in self.dates)
+
+
+def plan_cutoffs(
+    dates: Sequence[date],
+    first_valid: Sequence[date],
+    k: int | None = None,
+    seed: int = 0,
+    *,
+    mode: str = "full",
+    boundaries: dict[date, list[str]] | None = None,
+) -> CutoffPlan:
+    """Up to ``k`` cutoffs (default ``FULL_CUTOFFS`` / ``FAST_CUTOFFS``): the anchors, then calendar classes
+    (all of them in full mode, five in rotation in fast mode - see the module docstring), then random
+    sessions. ``boundaries``: each ticker's first / last session -> tickers (from :func:`row_boundaries`).
+
+    The last session is never a cutoff (nothing after it to leak). Class members are drawn with ``seed``
+    (full) or ``seed`` + the number of sessions (fast, so each night draws other sessions)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    k = (FULL_CUTOFFS if mode == "full" else FAST_CUTOFFS) if k is None else int(k)
+    n = len(dates)
+    if n == 0 or k <= 0:
+        return CutoffPlan((), {}, mode)
+    end = max(n - 2, 0)
+    rng = np.random.default_rng(seed + (n if mode == "fast" else 0))
+    chosen: dict[int, list[str]] = {}
+
+    def take(i: int, why: str) -> None:
+        if 0 <= i <= end and (i in chosen or len(chosen) < k):
+            chosen.setdefault(i, []).append(why)
+
+    pos = {d: i for i, d in enumerate(dates)}
+    if first_valid:
+        pre, ready = max(pos[min(first_valid)] - 1, 0), min(pos[max(first_valid)], end)
+    else:
+        pre, ready = 0, 0
+    for i, why in ((end, "end"), (pre, "pre-warm-up"), (ready, "warm-up done")):
+        take(i, why)
+    anchors = sorted(chosen)
+
+    classes = calendar_classes(dates) if all(isinstance(d, date) for d in dates[:1]) else {}
+    rows: dict[str, dict[int, list[str]]] = {"ticker first row": {}, "ticker last row": {}}
+    for d, labels in sorted((boundaries or {}).items()):
+        if d in pos and pos[d] <= end:
+            for label in labels:
+                kind = "ticker first row" if label.startswith("first") else "ticker last row"
+                rows[kind].setdefault(pos[d], []).append(label)
+    pool = {name: [i for i in classes.get(name, []) if i <= end] for name in CALENDAR_CLASSES if name not in rows}
+    order = list(CALENDAR_CLASSES)
+    slots = k - len(chosen)
+    if mode == "fast" or slots < len(order):
+        step = max(min(slots, len(order)), 1)
+        start = ((n if mode == "fast" else seed) * step) % len(order)
+        order = (order[start:] + order[:start])[:step]
+    for name in order:
+        if name in rows:
+            members = sorted(rows[name])  # distinct sessions
+            if members:
+                n_picks = MAX_BOUNDARY_CUTOFFS if mode == "full" else 1
+                for j in sorted(rng.permutation(len(members))[:n_picks]):
+                    for label in rows[name][members[j]]:
+                        take(members[j], label)
+        elif pool[name]:
+            take(pool[name][int(rng.integers(len(pool[name])))], name)
+
+    rest = k - len(chosen)
+    if rest > 0:
+        lo = anchors[0]  # random sessions from the pre-warm-up anchor on
+        grid = np.linspace(lo, end, rest + 2)[1:-1]
+        step = (end - lo) / (rest + 1)
+        for g in np.clip(np.round(grid + rng.uniform(-0.5, 0.5, rest) * step), 0, end).astype(int):
+            take(int(g), "random")
+        free = [i for i in range(end + 1) if i not in chosen]
+        while len(chosen) < k and free:
+            take(free.pop(int(rng.integers(len(free)))), "random")
+    ordered = sorted(chosen)
+    available = tuple(c for c in CALENDAR_CLASSES if (rows[c] if c in rows else pool[c]))
+    return CutoffPlan(tuple(dates[i] for i in ordered), {dates[i]: tuple(chosen[i]) for i in ordered}, mode,
+                      available)
+
+
+def row_boundaries(*frames: pl.DataFrame | None) -> dict[date, list[str]]:
+    """Each ticker's (or index symbol's) first and last dated row -> ``["first row of X", …]``."""
+    out: dict[date, list[str]] = {}
+    for frame in frames:
+        if frame is None or frame.height == 0:
+            continue
+        key = "ticker" if "ticker" in frame.columns else "symbol"
+        ends = frame.group_by(key).agg(pl.col("date").min().alias("first"), pl.col("date").max().alias("last"))
+        for name, first, last in ends.sort(key).iter_rows():
+            out.setdefault(first, []).append(f"first row of {name}")
+            out.setdefault(last, []).append(f"last row of {name}")
+    return out
+
+
 def _same_keys(full_c: pl.DataFrame, var: pl.DataFrame, keys: list[str]) -> bool:
     return var.height == full_c.height and var.select(keys).equals(full_c.select(keys))
 
@@ -291,13 +477,14 @@ def check_lookahead(
     feature_fn: FeatureFn,
     bars: pl.DataFrame,
     index_bars: pl.DataFrame | None = None,
-    k: int = DEFAULT_CUTOFFS,
+    k: int | None = None,
     tolerance: float | tuple[float, float] = (DEFAULT_RTOL, DEFAULT_ATOL),
     seed: int = 0,
     columns: Sequence[str] | None = None,
     *,
     garbage_horizon: int | None = 63,
     cutoffs: Sequence[date] | None = None,
+    mode: str = "full",
 ) -> LookaheadReport:
     """Check that ``feature_fn`` never uses data dated after the row it writes.
 
@@ -306,6 +493,7 @@ def check_lookahead(
     return a frame with a ``date`` column (and ``ticker`` when per ticker); ``columns`` defaults
     to every numeric column but the keys. ``tolerance`` is (rtol, atol); a single float sets
     both. ``garbage_horizon``: trading dates of garbage after each cutoff (None = all).
+    ``mode`` (full | fast) and ``k`` (default 96 | 8) choose the cutoffs (:func:`plan_cutoffs`);
     ``cutoffs`` overrides the automatic choice of dates.
     """
     t0 = time.perf_counter()
@@ -324,9 +512,12 @@ def check_lookahead(
     full = full.select(*keys, *cols).sort(keys)
 
     dates: list[date] = bars.get_column("date").unique().sort().to_list()
-    cuts = sorted(set(cutoffs)) if cutoffs is not None else choose_cutoffs(
-        dates, _first_valid_dates(full, cols), k, seed
-    )
+    if cutoffs is not None:
+        plan = CutoffPlan(tuple(sorted(set(cutoffs))), {d: ("given",) for d in cutoffs}, "given", ())
+    else:
+        plan = plan_cutoffs(dates, _first_valid_dates(full, cols), k, seed, mode=mode,
+                            boundaries=row_boundaries(bars, index_bars))
+    cuts = list(plan.dates)
     stats = {
         c: {"n": 0, "d": None, "first": None, "ticker": None, "cut": None, "var": None, "cmp": 0} for c in cols
     }
@@ -401,4 +592,7 @@ def check_lookahead(
         elapsed_s=time.perf_counter() - t0,
         garbage_horizon=garbage_horizon,
         notes=notes,
+        mode=plan.mode,
+        classes_available=plan.available,
+        reasons=tuple((d, plan.reasons[d]) for d in cuts),
     )

@@ -1,12 +1,14 @@
 """Jobs.
 
-* ``prepare``: everything that is not per fold (ingestion, features, labels, VIX regimes, folds) with checks.
+* ``prepare``: everything that is not per fold (ingestion, features, labels, VIX regimes, folds) with checks;
+  the feature store's look-ahead check runs in full mode (96 cutoffs, every calendar class).
 * ``fold``: the per-fold assets (sector HMMs, prescreen, policies, evaluation), one run per fold partition.
 * ``report``: the walk-forward track over all folds, its report and the analyst views.
 * ``decide``: the deployed fold's live sector-HMM states, the daily decision and the drift statistics
   (no ingestion).
 * ``nightly``: incremental ingestion → features/labels (incremental writes) → checks → VIX regimes and
-  folds → live sector-HMM states → daily decision → drift statistics. The nightly schedule runs it.
+  folds → live sector-HMM states → daily decision → drift statistics. The nightly schedule runs it; its
+  look-ahead check runs in fast mode (8 cutoffs, calendar classes in rotation: see ``ml.lookahead``).
 * ``ingest``: ingestion only.
 
 ``regimeflow run`` (the README's main job) runs ``prepare``, ``fold`` for every fold partition, ``report``
@@ -33,6 +35,7 @@ from assets.keys import (
     REGIMES_SECTOR_HMM_LIVE,
     REGIMES_VIX,
 )
+from infra.resources import LOOKAHEAD_MODE_TAG
 
 FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, MODELS_POLICY_SAC,
                                        MODELS_POLICY_TD3, MODELS_POLICY_ENSEMBLE, MODELS_QLEARNING, EVAL_FOLD)
@@ -52,7 +55,7 @@ ingest_job = dg.define_asset_job(
     description="Load market data into raw.* / ref.* and run the blocking data-quality checks.",
 )
 prepare_job = dg.define_asset_job(
-    "prepare", selection=dg.AssetSelection.all() - FOLD_ASSETS.downstream(),
+    "prepare", selection=dg.AssetSelection.all() - FOLD_ASSETS.downstream(), tags={LOOKAHEAD_MODE_TAG: "full"},
     description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks), and the "
     "research reproductions on their own protocols (research group).",
 )
@@ -75,6 +78,7 @@ nightly_job = dg.define_asset_job(
     | dg.AssetSelection.assets(REF_TRADING_CALENDAR, FEATURES_DAILY, LABELS_FORWARD, REGIMES_VIX, REF_FOLDS)
     | DECIDE_ASSETS,
     config=NIGHTLY_RUN_CONFIG,
+    tags={LOOKAHEAD_MODE_TAG: "fast"},
     description="After the US close: new bars (incremental, with overlap) → features → checks → regimes and "
     "folds → today's decision → drift statistics. Catches up missed sessions; a night without new data decides "
     "nothing.",
