@@ -17,6 +17,11 @@ open the file. regimeflow therefore keeps two files:
   materializations, so any published state is a committed one. Analysts open the snapshot read-only at
   any time, also while a run writes; an open connection keeps seeing the version it opened, a new one
   sees the latest published state.
+
+A pipeline process killed at any point (SIGKILL included) leaves the last committed state: an open
+transaction is never in the WAL, the ``fcntl`` lock dies with the process, and the copy-on-write copy and the
+publish rename go through temp files; the next writer removes a killed writer's temp files under the lock
+(``tests/test_crash_safety.py``).
 """
 from __future__ import annotations
 
@@ -121,6 +126,7 @@ class Warehouse:
         Callers open their own transactions (``BEGIN``/``COMMIT``) for multi-statement writes.
         """
         with self._lock(exclusive=True):
+            self._remove_dead_temps()
             self._unshare()
             con = duckdb.connect(str(self.path))
             try:
@@ -152,6 +158,23 @@ class Warehouse:
         except FileNotFoundError:
             return False
 
+    def _remove_dead_temps(self) -> None:
+        """Remove the temp files of a writer killed while copying the primary off the snapshot or publishing
+        (``atomic_copy`` / ``atomic_link`` name them ``.<target>.<pid>.tmp`` / ``.link``): a half copy, or a
+        hard link that keeps a whole previous warehouse file alive. Only the holder of the writers' lock makes
+        them, so under the lock (the caller holds it) every one left is dead."""
+        for target in (self.path, self.snapshot_path):
+            prefix = f".{target.name}."
+            try:
+                names = os.listdir(target.parent)
+            except FileNotFoundError:
+                continue
+            for name in names:
+                pid, _, kind = name[len(prefix):].partition(".")
+                if name.startswith(prefix) and pid.isdigit() and kind in ("tmp", "link"):
+                    log.warning("removing %s, left by a pipeline process killed while copying or publishing", name)
+                    (target.parent / name).unlink(missing_ok=True)
+
     def _unshare(self) -> None:
         """Copy-on-write: give the primary its own inode before anything opens it read-write (caller holds
         the writers' lock), so the published snapshot is never modified."""
@@ -173,6 +196,7 @@ class Warehouse:
         """Checkpoint the primary file and publish it as the analyst snapshot (a hard link, or a copy where
         the filesystem has none), atomically, under the writers' lock: the last committed state."""
         with self._lock(exclusive=True):
+            self._remove_dead_temps()
             self._checkpoint()
             if not self._shared_with_snapshot():
                 try:
