@@ -197,8 +197,9 @@ def test_real_snapshot_passes():
     index_bars = load_real_index_bars()
     if bars is None or index_bars is None:
         pytest.skip("shared market snapshot not available")
-    report = check_lookahead(compute_features, bars, index_bars, k=8)
+    report = check_lookahead(compute_features, bars, index_bars, mode="full")  # what the prepare job runs
     assert report.passed, report.to_markdown()
+    assert len(report.cutoffs) == 96 and len(report.classes_covered) == len(report.classes_available) >= 14
 
 
 def test_feature_with_no_rows_before_a_cutoff_does_not_crash():

@@ -196,3 +196,14 @@ def test_the_nightly_runs_fast_mode_and_prepare_full_unless_the_resource_says_ot
     assert FeatureStoreResource().lookahead_kwargs({}) == {"mode": "full"}
     assert FeatureStoreResource(lookahead_mode="full", lookahead_cutoffs=12).lookahead_kwargs(nightly) == {
         "mode": "full", "k": 12}
+
+
+def test_the_feature_store_passes_full_mode_on_the_synthetic_market():
+    """What the prepare job runs (96 calendar-aware cutoffs), on every feature of the store, in CI."""
+    from benchmarks._data import synthetic_index_bars
+    from ml.features import compute_features
+
+    bars = synthetic_bars(n_tickers=6, n_days=N_DAYS, seed=11)
+    report = check_lookahead(compute_features, bars, synthetic_index_bars(n_days=N_DAYS, seed=5), mode="full")
+    assert report.passed, report.to_markdown()
+    assert len(report.cutoffs) == FULL_CUTOFFS and len(report.checks) >= 45
