@@ -7,8 +7,9 @@ import polars as pl
 from pydantic import Field
 
 from assets._metadata import md_table
-from assets.keys import RAW_BARS, RAW_INDEX_BARS, REF_SECTORS, REF_TRADING_CALENDAR
+from assets.keys import OPS_INPUT_FRESHNESS, RAW_BARS, RAW_INDEX_BARS, REF_SECTORS, REF_TRADING_CALENDAR
 from ml.data.market import DataSourceError, trading_calendar_frame
+from ml.freshness import input_freshness, last_rows, reference_sessions, stale_lines
 from infra.automation import eager_when_checks_pass
 from infra.resources import MarketDataResource, WarehouseResource
 from warehouse import ingest as wi
@@ -143,3 +144,46 @@ def trading_calendar(context: dg.AssetExecutionContext, market: MarketDataResour
     context.add_output_metadata({"dagster/row_count": cal.height, "first_date": str(cal["date"].min()),
                                  "last_date": str(cal["date"].max()), "reference_ticker": ticker})
     return cal
+
+
+FRESHNESS_CHECK = "inputs_fresh"
+
+
+@dg.asset(key=OPS_INPUT_FRESHNESS, group_name=GROUP, kinds={"duckdb"}, automation_condition=eager_when_checks_pass(),
+          ins={"bars": dg.AssetIn(RAW_BARS, metadata={"columns": ["ticker", "date"]}),
+               "index_bars": dg.AssetIn(RAW_INDEX_BARS), "calendar": dg.AssetIn(REF_TRADING_CALENDAR)},
+          check_specs=[dg.AssetCheckSpec(FRESHNESS_CHECK, asset=OPS_INPUT_FRESHNESS, description=(
+              "Every ticker and index series has the newest reference session: a stale allocation asset or VIX "
+              "fails (ERROR; the decision refuses to run), a stale sector ETF / stock / VIX3M warns."))])
+def input_freshness_table(context: dg.AssetExecutionContext, market: MarketDataResource, bars: pl.DataFrame,
+                          index_bars: pl.DataFrame, calendar: pl.DataFrame):
+    """Per input: newest row, reference sessions behind (``ml.freshness``), stale, blocks the decision.
+    Allocation assets and the VIX block the decision; sector ETFs, stocks and VIX3M only warn."""
+    u = market.universe()
+    roles = {**dict.fromkeys(u.indices, "index"), **dict.fromkeys(u.sector_etfs, "sector"),
+             **dict.fromkeys(u.allocation, "allocation")}
+    sessions = reference_sessions(calendar["date"], bars)
+    frame = input_freshness(last_rows(bars, index_bars), sessions, roles, blocking=[*u.allocation, "VIX"])
+    lines = stale_lines(frame)
+    blocking = frame.filter(pl.col("blocks_decision"))["input"].to_list()
+    newest = sessions.max()
+    if lines:
+        log = context.log.error if blocking else context.log.warning
+        log(f"{len(lines)} stale input(s) on {newest}:\n" + "\n".join(lines))
+    else:
+        context.log.info(f"all {frame.height} inputs have the newest session {newest}")
+    stale = frame.filter(pl.col("stale"))
+    yield dg.Output(frame, metadata={
+        "dagster/row_count": frame.height, "reference_date": str(newest), "stale_inputs": stale.height,
+        "blocking_stale_inputs": dg.MetadataValue.json(blocking),
+        "stale": dg.MetadataValue.md(md_table(stale) if stale.height else "none"),
+    })
+    yield dg.AssetCheckResult(
+        check_name=FRESHNESS_CHECK, passed=not lines,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        description=(f"{stale.height} stale input(s) on {newest}" + (f"; blocking the decision: {blocking}"
+                                                                      if blocking else "")) if lines
+        else f"all {frame.height} inputs have {newest}",
+        metadata={"stale_inputs": dg.MetadataValue.json(stale["input"].to_list()),
+                  "details": dg.MetadataValue.json(lines[:50])},
+    )

@@ -120,18 +120,25 @@ def sector_hmm_live(context: dg.AssetExecutionContext, bars: pl.DataFrame, secto
     """Sector Bull/Sideways/Bear probabilities up to the newest bar from the deployed fold's HMMs (the newest
     training window with saved HMMs, as the daily decision). Forward-filtered with the fold's frozen
     parameters and train-window scaler: known at the close of each date, identical to ``regimes.sector_hmm``
-    where both exist."""
+    where both exist. Each sector stops at its last observed session (``as_of``): a sector ETF that stopped
+    updating gets no state on later days (warned), so nothing stale is presented as today's."""
     fold = deployed_fold(folds, list(hmms))
     if fold is None:  # nothing to deploy yet: not an error here (the decision step says what is missing)
         context.log.warning("no fold has saved sector HMMs yet: no live sector states (run the fold job for the "
                             "newest fold)")
         return None
-    probs = hmms[fold.key].model.probabilities(bars, sectors).filter(pl.col("date") >= fold.train_start)
+    probs = hmms[fold.key].model.live_probabilities(bars, sectors).filter(pl.col("date") >= fold.train_start)
+    newest = bars["date"].max()
     last = probs.filter(pl.col("date") == probs["date"].max())
+    stale = probs.group_by("sector").agg(pl.col("as_of").first()).filter(pl.col("as_of") < newest).sort("sector")
     context.log.info(f"sector HMM states on {probs['date'].max()} (fold {fold.key}): "
                      + ", ".join(f"{r['sector']} {r['state']}" for r in last.iter_rows(named=True)))
+    if stale.height:
+        context.log.warning(f"{stale.height} sector(s) have no bar on {newest}; their live states stop at their "
+                            "last observed session: " + ", ".join(f"{s} (as of {d})" for s, d in stale.iter_rows()))
     context.add_output_metadata({
         "fold": fold.key, "dagster/row_count": probs.height, "last_date": str(probs["date"].max()),
+        "stale_sectors": dg.MetadataValue.json({s: str(d) for s, d in stale.iter_rows()}),
         "latest_states": dg.MetadataValue.md(md_table(last.select("sector", "state", *[c for c in last.columns
                                                                                         if c.startswith("p_")]))),
     })

@@ -224,17 +224,21 @@ DECISION_SCHEMA: dict[str, pl.DataType] = {
     "sector_probabilities": pl.Utf8, "prescreen_fold": pl.Utf8, "prescreen_scores": pl.Utf8,
     "breaker_enabled": pl.Boolean, "breaker_active": pl.Boolean, "breaker_reason": pl.Utf8,
     "breaker_config": pl.Utf8, "trailing_drawdown": pl.Float64, "paper_return": pl.Float64,
-    "baseline_return": pl.Float64, "paper_equity": pl.Float64,
+    "baseline_return": pl.Float64, "paper_equity": pl.Float64, "inputs_as_of": pl.Utf8,
+    "stale_inputs": pl.List(pl.Utf8),
 }
 
 
 def decision_frame(decisions: Sequence[Decision], provenance: Provenance, assets: Sequence[str], newest: date,
                    breaker: CircuitBreakerConfig | None, vix_regimes: pl.DataFrame, sector_states: pl.DataFrame,
-                   prescreen_scores: pl.DataFrame | None) -> pl.DataFrame:
+                   prescreen_scores: pl.DataFrame | None, *, inputs_as_of: dict[str, str] | None = None,
+                   stale_inputs: Sequence[str] = ()) -> pl.DataFrame:
     """The ``decisions.daily`` rows of ``decisions``: the decision itself, everything needed to replay it,
     and its context - VIX band/bucket (``vix_regimes``: date, band, bucket), the live sector-HMM states and
     probabilities (``sector_states``), the deployed fold's prescreen scores of the assets (context only
-    unless the policy observes them). ``newest``: the newest session in the data (older rows are catch-up)."""
+    unless the policy observes them). ``newest``: the newest session in the data (older rows are catch-up).
+    ``inputs_as_of``: each input's newest row at decision time (``ml.freshness``); ``stale_inputs``: those behind
+    the reference calendar then."""
     days = [d.date for d in decisions]
     vix_ctx = {r["date"]: r for r in vix_regimes.filter(pl.col("date").is_in(days)).iter_rows(named=True)}
     hmm_fold, states, probs = _sector_context(sector_states, days)
@@ -258,4 +262,6 @@ def decision_frame(decisions: Sequence[Decision], provenance: Provenance, assets
         "breaker_reason": d.breaker_reason, "breaker_config": breaker_json,
         "trailing_drawdown": d.trailing_drawdown, "paper_return": d.paper_return,
         "baseline_return": d.baseline_return, "paper_equity": d.paper_equity,
+        "inputs_as_of": json.dumps(inputs_as_of, sort_keys=True) if inputs_as_of is not None else None,
+        "stale_inputs": list(stale_inputs),
     } for d in decisions], schema=DECISION_SCHEMA)

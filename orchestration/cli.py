@@ -166,9 +166,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         path = WarehouseResource().report_dir() / "walk_forward.html"
         print(f"walk-forward report: {'ok' if runs.report.success else 'FAILED'}  {path if runs.report.success else ''}")
         print(f"fold reports:        {path.parent}/fold_<key>.html")
+    _print_stale_inputs(wh)
     if runs.decide is not None:
         _print_latest_decision(wh, runs.decide.success)
     return 0 if runs.ok else 1
+
+
+def _print_stale_inputs(wh) -> None:
+    """The stale tickers / index series of ``ops.input_freshness`` (the ops person's first question)."""
+    from warehouse.ops import stale_inputs
+
+    stale = stale_inputs(wh)
+    if stale.is_empty():
+        print("input freshness:     every ticker and index series has the newest session")
+        return
+    print(f"input freshness:     {stale.height} STALE input(s) (newest session {stale['reference_date'][0]}):")
+    for r in stale.head(15).iter_rows(named=True):
+        flag = "  <-- blocks the decision" if r["blocks_decision"] else ""
+        print(f"  {r['input']:<8} {r['role']:<10} last row {r['last_date']}, {r['sessions_behind']} session(s) behind{flag}")
+    if stale.height > 15:
+        print(f"  … {stale.height - 15} more in ops.input_freshness (stale = true)")
 
 
 def _print_latest_decision(wh, success: bool) -> None:
@@ -197,6 +214,7 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         run_config=run_config, instance=instance, raise_on_error=False, tags={"regimeflow/trigger": "cli"})
     wh = WarehouseResource().get()
     print(f"nightly run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'}")
+    _print_stale_inputs(wh)
     if result.success:
         _print_latest_decision(wh, True)
     return 0 if result.success else 1

@@ -1,6 +1,7 @@
 """The asset graph carries the data: every model input arrives by lineage, and every stage's asset runs by
 direct invocation on in-memory inputs (no warehouse table read by name)."""
 import dataclasses
+import json
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from assets import decisions, evaluation, features, folds, ingestion, policies, prescreen, qlearning, regimes
 from assets.keys import (
     DECISIONS_DAILY,
+    OPS_INPUT_FRESHNESS,
     EVAL_FOLD,
     EVAL_WALK_FORWARD,
     FEATURES_DAILY,
@@ -52,7 +54,8 @@ def test_policy_reads_the_feature_store_and_its_folds_regimes_and_prescreen_by_l
     assert {FEATURES_DAILY, REGIMES_SECTOR_HMM, MODELS_PRESCREEN, REGIMES_VIX, REF_FOLDS} <= parents[MODELS_POLICY_PPO]
     assert RAW_BARS not in parents[MODELS_POLICY_PPO]  # no second feature pipeline from raw bars
     assert {MODELS_POLICY_PPO, FEATURES_DAILY, REGIMES_SECTOR_HMM, MODELS_PRESCREEN} <= parents[EVAL_FOLD]
-    assert {MODELS_POLICY_PPO, MODELS_PRESCREEN, REGIMES_SECTOR_HMM_LIVE, FEATURES_DAILY} <= parents[DECISIONS_DAILY]
+    assert {MODELS_POLICY_PPO, MODELS_PRESCREEN, REGIMES_SECTOR_HMM_LIVE, FEATURES_DAILY,
+            OPS_INPUT_FRESHNESS} <= parents[DECISIONS_DAILY]
     assert {DECISIONS_DAILY, MODELS_POLICY_PPO} <= parents[MONITORING_DRIFT]
     assert {REGIMES_SECTOR_HMM} <= graph.get(REGIMES_SECTOR_HMM_LIVE).parent_keys
     assert {EVAL_FOLD} <= graph.get(EVAL_WALK_FORWARD).parent_keys
@@ -160,13 +163,21 @@ def test_every_stage_runs_by_direct_invocation_on_in_memory_inputs(inputs, tmp_p
                                  evaluations=per_fold, folds=fold_frame, vix=vix, calendar=calendar)
     assert wf["main"]["date"].min() >= date(2014, 1, 1) and wf["metrics"].height > 0
 
+    fresh_out, fresh_check = ingestion.input_freshness_table(_context(), market=MarketDataResource(), bars=bars,
+                                                             index_bars=index_bars, calendar=calendar)
+    freshness = fresh_out.value
+    assert fresh_check.passed and not freshness["stale"].any() and freshness.height == bars["ticker"].n_unique() + 2
     live = regimes.sector_hmm_live(_context(), bars=bars, sectors=sectors, folds=fold_frame,
                                    hmms=FoldModels.of({"2014": LoadedModel(hmm.model, "2014", "-", "-", {})}))
     out = decisions.daily_decisions(
         _context(), config=decisions.DecisionConfig(), policy=policy_res, risk=RiskResource(), warehouse=warehouse,
         features=feats.filter(pl.col("ticker").is_in(list(policy.assets))), vix=vix, folds=fold_frame,
         policies=FoldModels.of({"2014": loaded_policy}), sac_policies=FoldModels.of({}), td3_policies=FoldModels.of({}),
-        ensemble_policies=FoldModels.of({}), prescreen=FoldModels.of({"2014": loaded_prescreen}), live_states=live)
+        ensemble_policies=FoldModels.of({}), prescreen=FoldModels.of({"2014": loaded_prescreen}), live_states=live,
+        freshness=freshness)
     row = out.value.row(0, named=True)
+    as_of = json.loads(row["inputs_as_of"])
+    assert {as_of[a] for a in [*policy.assets, "VIX"]} == {"2014-12-31"} and row["stale_inputs"] == []
+    assert {k for k in as_of if k.startswith("sector:")} == {f"sector:{s}" for s in live["sector"].unique()}
     assert row["decision_date"] == date(2014, 12, 31) and row["fold"] == "2014"
     assert np.isclose(sum(row["target_weights"]), 1.0) and row["obs_names"] == list(policy.obs_names)

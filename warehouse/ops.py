@@ -1,4 +1,4 @@
-"""``ops.*``: operational records written by sensors (failed runs)."""
+"""``ops.*``: operational records (failed runs, drift checks, input freshness)."""
 from __future__ import annotations
 
 import json
@@ -31,3 +31,18 @@ def latest_drift_check(wh: Warehouse) -> dict | None:
             return None
         rows = query_pl(con, "SELECT * FROM ops.drift_checks ORDER BY evaluated_at DESC LIMIT 1")
     return rows.row(0, named=True) if rows.height else None
+
+
+def stale_inputs(wh: Warehouse):
+    """The stale rows of ``ops.input_freshness`` (most sessions behind first); empty when none or no table yet."""
+    import polars as pl
+
+    from warehouse.db import table_exists
+
+    if not wh.path.exists():
+        return pl.DataFrame()
+    with wh.read() as con:
+        if not table_exists(con, "ops.input_freshness"):
+            return pl.DataFrame()
+        return query_pl(con, "SELECT * FROM ops.input_freshness WHERE stale "
+                        "ORDER BY blocks_decision DESC, sessions_behind DESC, input")

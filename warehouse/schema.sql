@@ -101,8 +101,12 @@ CREATE TABLE IF NOT EXISTS decisions.daily (
     trailing_drawdown    DOUBLE    NOT NULL,   -- paper-track drawdown at the close (fraction <= 0)
     paper_return         DOUBLE,               -- earned on decision_date by the previous decision, net of costs
     baseline_return      DOUBLE,               -- equal weight over the risky assets, daily, no costs
-    paper_equity         DOUBLE    NOT NULL    -- paper track, 1.0 at the first decision
+    paper_equity         DOUBLE    NOT NULL,   -- paper track, 1.0 at the first decision
+    inputs_as_of         VARCHAR,              -- JSON {input: newest row at decision time} (assets, VIX, sector:<name>)
+    stale_inputs         VARCHAR[]             -- inputs behind the reference calendar at decision time
 );
+ALTER TABLE decisions.daily ADD COLUMN IF NOT EXISTS inputs_as_of VARCHAR;
+ALTER TABLE decisions.daily ADD COLUMN IF NOT EXISTS stale_inputs VARCHAR[];
 
 -- Failed Dagster runs, recorded by the run-failure sensor.
 CREATE SCHEMA IF NOT EXISTS ops;

@@ -659,6 +659,15 @@ class SectorHmms:
         dates of ``bars``: observations -> filter with the frozen parameters. Known at the close of each date."""
         return sector_filtered_probabilities(self.fitted, sector_observations(bars, sectors, self.config))
 
+    def live_probabilities(self, bars: pl.DataFrame, sectors: pl.DataFrame) -> pl.DataFrame:
+        """:meth:`probabilities` cut at each sector's last observed session (its newest non-null observation)
+        with that date as ``as_of``: a sector whose inputs stopped updating gets no state on later days (the
+        filter would only carry its prior forward)."""
+        obs = sector_observations(bars, sectors, self.config)
+        probs = sector_filtered_probabilities(self.fitted, obs)
+        as_of = obs.filter(pl.col("ret_mean").is_not_null()).group_by("sector").agg(pl.col("date").max().alias("as_of"))
+        return probs.join(as_of, on="sector", how="inner").filter(pl.col("date") <= pl.col("as_of"))
+
     def to_json(self) -> str:
         import json
 
