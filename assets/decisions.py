@@ -22,6 +22,7 @@ from assets.keys import (
     MODELS_POLICY_TD3,
     MODELS_PRESCREEN,
     MONITORING_DRIFT,
+    OPS_INPUT_FRESHNESS,
     REGIMES_SECTOR_HMM_LIVE,
 )
 from assets.policies import PANEL_INPUTS
@@ -31,6 +32,7 @@ from infra.version import code_version
 from ml.decisions import Provenance, decide_sessions, decision_frame, paper_state, rows_to_decide
 from ml.dataset import policy_panel
 from ml.folds import deployed_fold
+from ml.freshness import as_of_dates, stale_lines
 from ml.monitoring import evaluate_drift
 from ml.prescreen import score_prescreen
 from ml.risk import CircuitBreakerConfig
@@ -75,20 +77,46 @@ def _deployed_panel(policy, fold, features, vix, live_states, prescreen: FoldMod
                         vix_regimes=vix)
 
 
+def _inputs_as_of(freshness: pl.DataFrame, assets, live_states: pl.DataFrame) -> tuple[dict[str, str], list[str]]:
+    """``({input: as-of ISO date}, [stale inputs])`` at decision time: the policy's assets, VIX / VIX3M, each
+    sector's live HMM state (``sector:<name>``); stale = every stale input of ``ops.input_freshness``."""
+    as_of = as_of_dates(freshness, [*assets, "VIX", "VIX3M"])
+    if live_states is not None and live_states.height and "as_of" in live_states.columns:
+        for sector, d in live_states.group_by("sector").agg(pl.col("as_of").max()).sort("sector").iter_rows():
+            as_of[f"sector:{sector}"] = d.isoformat()
+    return as_of, freshness.filter(pl.col("stale"))["input"].to_list()
+
+
 @dg.asset(key=DECISIONS_DAILY, group_name="decisions", kinds={"pytorch", "duckdb"},
-          ins={**DEPLOYED_INPUTS, **DEPLOYABLE_INPUTS})
+          ins={**DEPLOYED_INPUTS, **DEPLOYABLE_INPUTS, "freshness": dg.AssetIn(OPS_INPUT_FRESHNESS)})
 def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, policy: PolicyResource,
                     risk: RiskResource, warehouse: WarehouseResource, features: pl.DataFrame, vix: pl.DataFrame,
                     folds: pl.DataFrame, policies: FoldModels, sac_policies: FoldModels, td3_policies: FoldModels,
-                    ensemble_policies: FoldModels, prescreen: FoldModels, live_states: pl.DataFrame):
+                    ensemble_policies: FoldModels, prescreen: FoldModels, live_states: pl.DataFrame,
+                    freshness: pl.DataFrame):
     """Target weights (SPY, QQQ, TLT, GLD, cash) for the next session, decided at the close of each new
     session by the deployed policy (``PolicyResource.deploy``: PPO by default, or SAC, TD3, the ensemble)
     with the circuit breaker above it; appended to ``decisions.daily`` with the observation, regime
-    context, prescreen scores, identifiers and code version (replayable)."""
+    context, prescreen scores, identifiers and code version (replayable), and the as-of date of every input.
+    Refuses to decide (fails, nothing written) while an allocation asset or the VIX is stale
+    (``ops.input_freshness``); the next run catches the missed sessions up."""
     kind = policy.deploy
     fold, loaded = _deployed_policy(policy, folds, policies, sac_policies, td3_policies, ensemble_policies)
-    context.log.info(f"deploying the {kind} policy of fold {fold.key} ({loaded.path})")
+    context.log.info(f"deploying the {kind} policy of fold {fold.label} ({loaded.path}; trained through "
+                     f"{fold.train_end})")
     ppo = loaded.model
+    blocking = freshness.filter(pl.col("stale") & pl.col("input").is_in([*ppo.assets, "VIX"]))
+    if blocking.height:
+        raise dg.Failure(
+            "stale decision inputs - no decision until the source publishes them (the next run catches up every "
+            "missed session):\n" + "\n".join(stale_lines(blocking)),
+            metadata={"stale_inputs": dg.MetadataValue.json(blocking["input"].to_list())})
+    warn = stale_lines(freshness)
+    if warn:
+        context.log.warning("stale context inputs (the decision goes ahead; their live outputs stop at their "
+                            "last row):\n" + "\n".join(warn[:20]) + (f"\n… {len(warn) - 20} more" if len(warn) > 20
+                                                                       else ""))
+    as_of, stale = _inputs_as_of(freshness, ppo.assets, live_states)
     panel = _deployed_panel(ppo, fold, features, vix, live_states, prescreen)
     breaker = risk.breaker_config() if risk.daily_enabled else None
     window = (breaker or CircuitBreakerConfig()).drawdown_window
@@ -127,7 +155,8 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
     provenance = Provenance(run_id=context.op_execution_context.run_id, source=source, code_version=code_version(), fold=fold.key,
                             policy_kind=kind, checkpoint_path=loaded.path, checkpoint_sha256=loaded.sha256,
                             policy_data_hash=ppo.data_hash, decided_at=datetime.now(timezone.utc).replace(tzinfo=None))
-    frame = decision_frame(decisions, provenance, ppo.assets, newest, breaker, vix, live_states, scores)
+    frame = decision_frame(decisions, provenance, ppo.assets, newest, breaker, vix, live_states, scores,
+                           inputs_as_of=as_of, stale_inputs=stale)
     for d in decisions:
         weights = "  ".join(f"{a} {w:.3f}" for a, w in zip([*ppo.assets, "cash"], d.target_weights))
         context.log.info(f"decision {d.date} (fold {fold.key}): {weights}")
@@ -146,6 +175,8 @@ def daily_decisions(context: dg.AssetExecutionContext, config: DecisionConfig, p
         "latest_weights": dg.MetadataValue.md(md_table(table)),
         "latest_breaker_reason": latest["breaker_reason"] or "not active",
         "paper_equity": float(latest["paper_equity"]),
+        "inputs_as_of": dg.MetadataValue.json(as_of),
+        "stale_inputs": dg.MetadataValue.json(stale),
         **({"WARNING": "SYNTHETIC DATA — not real market prices"} if source == "synthetic" else {}),
     })
 

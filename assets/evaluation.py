@@ -1,4 +1,5 @@
 """Group ``evaluation``: per-fold out-of-sample backtests vs baselines, and the stitched walk-forward track."""
+from dataclasses import replace
 from datetime import timedelta
 
 import dagster as dg
@@ -54,7 +55,11 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
     """The fold's trained policies - PPO, SAC, TD3 and their ensemble (deterministic) -, the Q-learning book
     (best single member, model of models, E.L., with / without the VIX switcher; levered SPY exposures with
     financing), PPO under the VIX switcher, and every baseline over the test window, same days and costs, at
-    1×/2×/3× costs: ``eval.daily_returns``, ``eval.allocations``, ``eval.fold_metrics`` and the HTML report."""
+    1×/2×/3× costs: ``eval.daily_returns``, ``eval.allocations``, ``eval.fold_metrics`` and the HTML report.
+
+    A ``partial`` fold (its test year has begun, not ended) is evaluated on its test window so far; its
+    metrics rows say ``partial`` and ``end_date`` (the last earned day). The new-fold sensor re-evaluates it
+    as the year goes on (every few weeks and once the year is complete)."""
     fold = fold_from_frame(folds, context.partition_key)
     policies = {"ppo": policy_ppo.model, "sac": policy_sac.model, "td3": policy_td3.model,
                 "ensemble": policy_ensemble.model}
@@ -80,14 +85,18 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
     vix_cfg = regimes.vix_config()
     buckets = vix_buckets(ev.allocations["vix"].to_numpy(), vix_cfg)
     allocations = ev.allocations.with_columns(pl.Series("vix_bucket", buckets, dtype=pl.Utf8))
-    base = ev.metrics.filter(pl.col("cost_multiplier") == 1.0)
+    fold_metrics = ev.metrics.with_columns(pl.lit(fold.partial).alias("partial"))
+    base = fold_metrics.filter(pl.col("cost_multiplier") == 1.0)
+    if fold.partial:
+        context.log.info(f"fold {fold.label}: partial test window {fold.test_start}..{fold.test_end} "
+                         f"({ev.daily['date'].n_unique()} earned day(s) so far)")
     ctx = ReportContext(
         source=features["source"][0], code_version=code_version(), folds=[fold], cost_bps=policy.cost_rate * 1e4,
-        seeds=ppo.seed, metrics=base, daily=ev.daily, allocations=allocations,
+        seeds=ppo.seed, metrics=base.drop("partial"), daily=ev.daily, allocations=allocations,
         vix=_vix_window(vix, fold.test_start, fold.test_end), cost_stress=_stress(ev.daily), vix_config=vix_cfg,
     ).with_derived()
     path = write_report(warehouse.report_dir() / f"fold_{fold.key}.html",
-                        render_report(f"regimeflow — fold {fold.key} (test {fold.test_start} … {fold.test_end})", ctx))
+                        render_report(f"regimeflow — fold {fold.label} (test {fold.test_start} … {fold.test_end})", ctx))
     rows = {name: base.filter(pl.col("strategy") == name).row(0, named=True) for name in policies}
     for name, row in rows.items():
         context.log.info(f"fold {fold.key} test {fold.test_start}..{fold.test_end}: {name} Sharpe {row['sharpe']:.2f} "
@@ -96,8 +105,9 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
     ppo_row = rows["ppo"]
     context.add_output_metadata({
         "fold": fold.key,
+        "partial": fold.partial,
         "report": dg.MetadataValue.path(str(path)),
-        "test_window": f"{fold.test_start} .. {fold.test_end}",
+        "test_window": f"{fold.test_start} .. {fold.test_end}" + (" (partial)" if fold.partial else ""),
         "cost_bps": policy.cost_rate * 1e4,
         "metrics": dg.MetadataValue.md(md_table(base.select(SHOWN))),
         "ppo_sharpe": ppo_row["sharpe"],
@@ -110,7 +120,20 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
         "breaker_activation_days": ev.breaker_activations.height if breaker is not None else 0,
         "dagster/row_count": ev.daily.height,
     })
-    return {"main": ev.daily, "allocations": allocations, "metrics": ev.metrics}
+    return {"main": ev.daily, "allocations": allocations, "metrics": fold_metrics}
+
+
+def _track_folds(folds: pl.DataFrame, daily: pl.DataFrame, keys: list[str]) -> list[Fold]:
+    """The track's folds in time order, each as far as it was evaluated: a fold whose evaluation ends before
+    its test window does (a partial fold, or one whose year completed since) is partial through that day."""
+    through = dict(daily.filter(pl.col("fold").is_in(keys)).group_by("fold").agg(pl.col("date").max()).iter_rows())
+    out = []
+    for row in folds.filter(pl.col("key").is_in(keys)).sort("test_start").iter_rows(named=True):
+        f = Fold.from_dict(row)
+        if f.partial or through[f.key] < f.test_end:
+            f = replace(f, test_end=through[f.key], partial=True)
+        out.append(f)
+    return out
 
 
 @dg.asset(key=EVAL_WALK_FORWARD, group_name="evaluation", kinds={"duckdb", "html"},
@@ -120,8 +143,12 @@ def fold_evaluation(context: dg.AssetExecutionContext, policy: PolicyResource, r
 def walk_forward(context: dg.AssetExecutionContext, policy: PolicyResource, regimes: RegimeResource,
                  warehouse: WarehouseResource, evaluations: dict[str, pl.DataFrame], folds: pl.DataFrame,
                  vix: pl.DataFrame, calendar: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Stitch the yearly folds' test windows into one out-of-sample track (2012 → last complete year), with
-    metrics (Sharpe CIs, cost stress), the behaviour tables, the HTML report and the ``analytics.*`` views."""
+    """Stitch the yearly folds' test windows into one out-of-sample track (2012 → the newest evaluated fold),
+    with metrics (Sharpe CIs, cost stress), the behaviour tables, the HTML report and the ``analytics.*`` views.
+
+    The newest fold may be partial (its year so far, as far as it was evaluated): the track includes it, its
+    rows say ``partial``, the report labels it "YYYY (partial, through <last earned day>)" and the track's
+    metrics rows say ``partial`` (they cover a year in progress)."""
     daily = evaluations["main"]
     yearly = yearly_keys(folds)
     keys = [k for k in yearly if daily.height and k in set(daily["fold"])]
@@ -137,27 +164,36 @@ def walk_forward(context: dg.AssetExecutionContext, policy: PolicyResource, regi
         context.log.warning(f"strategies {partial} are missing from some evaluated folds and are left out of the "
                             "track: re-materialize eval/fold (and the policies) for every fold to include them")
         daily = daily.filter(pl.col("strategy").is_in(sorted(common)))
-    track = stitch_walk_forward(daily, keys)
-    wf_metrics = walk_forward_metrics(track, seed=policy.ppo_config().seed)
+    track_folds = _track_folds(folds, daily, keys)
+    partial_folds = [f for f in track_folds if f.partial]
+    if partial_folds:
+        context.log.info(f"the track includes partial fold(s) {[f.label for f in partial_folds]}")
+    track = stitch_walk_forward(daily, keys).with_columns(
+        pl.col("fold").is_in([f.key for f in partial_folds]).alias("partial"))
+    wf_metrics = walk_forward_metrics(track, seed=policy.ppo_config().seed).with_columns(
+        pl.lit(bool(partial_folds)).alias("partial"))
     base = wf_metrics.filter(pl.col("cost_multiplier") == 1.0)
+    labels = {f.key: f.label for f in track_folds}
+    per_fold = (evaluations["metrics"].filter((pl.col("cost_multiplier") == 1.0) & pl.col("fold").is_in(keys))
+                .drop("partial", strict=False).with_columns(pl.col("fold").replace(labels)))
     ctx = ReportContext(
-        source=calendar["source"][0], code_version=code_version(),
-        folds=[Fold.from_dict(r) for r in folds.filter(pl.col("key").is_in(keys)).sort("test_start").iter_rows(named=True)],
-        cost_bps=policy.cost_rate * 1e4, seeds=policy.ppo_config().seed, metrics=base, daily=track,
-        allocations=evaluations["allocations"].filter(pl.col("fold").is_in(keys)),
+        source=calendar["source"][0], code_version=code_version(), folds=track_folds,
+        cost_bps=policy.cost_rate * 1e4, seeds=policy.ppo_config().seed, metrics=base.drop("partial"),
+        daily=track.drop("partial"), allocations=evaluations["allocations"].filter(pl.col("fold").is_in(keys)),
         vix=_vix_window(vix, track["date"].min(), track["date"].max()),
-        per_fold=evaluations["metrics"].filter((pl.col("cost_multiplier") == 1.0) & pl.col("fold").is_in(keys)),
-        cost_stress=_stress(track), vix_config=regimes.vix_config(),
+        per_fold=per_fold, cost_stress=_stress(track), vix_config=regimes.vix_config(),
     ).with_derived()
     out = warehouse.report_dir()
+    shown = f"{len(keys)} folds" + "".join(f", {f.label}" for f in partial_folds)
     path = write_report(out / "walk_forward.html", render_report(
-        f"regimeflow — walk-forward {track['date'].min()} … {track['date'].max()} ({len(keys)} folds)", ctx))
+        f"regimeflow — walk-forward {track['date'].min()} … {track['date'].max()} ({shown})", ctx))
     save_charts(out / "walk_forward_charts", ctx.charts or {})
     context.log.info(f"walk-forward report: {path}")
     buckets = ctx.vix_buckets
     context.add_output_metadata({
         "report": dg.MetadataValue.path(str(path)),
         "folds": keys,
+        "partial_folds": [f.label for f in partial_folds],
         "missing_folds": missing,
         "metrics": dg.MetadataValue.md(md_table(base.select(SHOWN))),
         "vix_buckets": dg.MetadataValue.md(md_table(buckets)) if buckets is not None else "",

@@ -9,6 +9,12 @@ the test window. Everything fitted for a fold (scalers, HMMs, classifiers) uses 
 
 Fold keys: ``"2012"`` … ``"2025"`` for the default yearly folds (key = test year) and
 ``"seed-2008-2019"`` for the named seed fold (train 2008–2019, test 2020–2025).
+
+Partial folds. The yearly fold of year Y exists as soon as the calendar holds a session of Y: its train
+window (everything through ``test_start`` minus the embargo) is complete then, and it never changes as Y
+goes on. Until the calendar reaches the year's last weekday the fold is ``partial``: its ``test_end`` is the
+calendar's newest session and grows session by session (only ``test_end`` and ``partial`` change), so a
+model trained on the first session of Y stays valid all year and the daily decision can deploy it at once.
 """
 from __future__ import annotations
 
@@ -39,6 +45,8 @@ class Fold:
     of the train window, ``[validation_start, train_end]`` - on which the policies choose their checkpoint
     and the ensemble its weights (they fit on ``[train_start, validation_start)``); None when the train
     window is shorter than twice the slice.
+    ``partial``: the calendar ends before the test window's nominal end (the test year's last weekday):
+    ``test_end`` is the newest session so far and grows with the calendar; the train window is final.
     """
 
     key: str
@@ -48,6 +56,7 @@ class Fold:
     test_start: date
     test_end: date
     validation_start: date | None = None
+    partial: bool = False
 
     def __post_init__(self) -> None:
         if not (self.train_start <= self.train_end < self.test_start <= self.test_end):
@@ -75,7 +84,13 @@ class Fold:
             test_start=_d(d["test_start"]),
             test_end=_d(d["test_end"]),
             validation_start=None if d.get("validation_start") is None else _d(d["validation_start"]),
+            partial=bool(d.get("partial") or False),
         )
+
+    @property
+    def label(self) -> str:
+        """The key, marked when the test window is partial: ``"2026 (partial, through 2026-01-02)"``."""
+        return fold_label(self.key, self.partial, self.test_end)
 
     def train_expr(self, col: str = "date") -> pl.Expr:
         """Polars predicate: ``col`` in [train_start, train_end]."""
@@ -124,12 +139,22 @@ def first_usable_date(calendar: Sequence[DateLike] | pl.Series, warmup_sessions:
     return _to_date(cal[warmup_sessions])
 
 
+def fold_label(key: str, partial: bool | None, through: DateLike | None = None) -> str:
+    """``key``, or ``"key (partial, through <date>)"`` for a fold whose test window is not complete."""
+    if not partial:
+        return key
+    return f"{key} (partial, through {through})" if through is not None else f"{key} (partial)"
+
+
+def _last_weekday(d: date) -> date:
+    """``d`` itself on a weekday, else the Friday before it."""
+    return d - timedelta(days=max(0, d.weekday() - 4))  # Sat -> Fri, Sun -> Fri
+
+
 def _last_complete_year(cal: np.ndarray) -> int:
     """Last calendar year fully covered: a later date exists, or the last date is the year's last weekday."""
     last = _to_date(cal[-1])
-    dec31 = date(last.year, 12, 31)
-    last_weekday = dec31.toordinal() - max(0, dec31.weekday() - 4)  # Sat -> Fri, Sun -> Fri
-    return last.year if last.toordinal() >= last_weekday else last.year - 1
+    return last.year if last >= _last_weekday(date(last.year, 12, 31)) else last.year - 1
 
 
 def _make_fold(
@@ -153,6 +178,8 @@ def _make_fold(
     if i_tr_end < i_tr_start:
         return None
     i_val = i_tr_end - VALIDATION_SESSIONS + 1
+    # the calendar stops inside the nominal test window: its test_end is the newest session so far
+    partial = i_te == cal.size - 1 and _to_date(cal[-1]) < _last_weekday(test_end)
     return Fold(
         key=key,
         train_start=_to_date(cal[i_tr_start]),
@@ -161,6 +188,7 @@ def _make_fold(
         test_start=_to_date(cal[i_ts]),
         test_end=_to_date(cal[i_te]),
         validation_start=_to_date(cal[i_val]) if i_val - i_tr_start >= VALIDATION_SESSIONS else None,
+        partial=partial,
     )
 
 
@@ -173,6 +201,7 @@ def default_folds(
     *,
     embargo_days: int | None = None,
     include_seed: bool = True,
+    include_partial: bool = True,
 ) -> list[Fold]:
     """Yearly walk-forward folds plus the named seed fold.
 
@@ -180,10 +209,12 @@ def default_folds(
     feature warm-up (e.g. :func:`first_usable_date`); every train window starts there (expanding).
     ``label_horizon``: longest label horizon h (trading days); the embargo is
     ``max(h, embargo_days or 0)`` sessions. Test window = one calendar year, for years
-    ``first_test_year`` … ``last_complete_year`` (default: last year fully in the calendar).
+    ``first_test_year`` … ``last_complete_year`` (default: the calendar's last year when
+    ``include_partial``, else the last year fully in the calendar). A year the calendar covers only in part
+    gives a ``partial`` fold: its train window is final, its test window runs through the newest session.
     The seed fold ``seed-2008-2019`` trains on 2008-01-01 (or ``first_usable`` if later) …
-    2019-12-31 minus the embargo, and tests on 2020-01-01 … 2025-12-31 (clipped to the calendar).
-    Folds whose train or test window would be empty are left out.
+    2019-12-31 minus the embargo, and tests on 2020-01-01 … 2025-12-31 (clipped to the calendar; partial
+    while the calendar ends before 2025-12-31). Folds whose train or test window would be empty are left out.
     """
     if label_horizon < 0:
         raise ValueError("label_horizon must be >= 0")
@@ -191,7 +222,10 @@ def default_folds(
     cal = np.unique(as_day_array(calendar))
     if cal.size == 0:
         return []
-    last_year = _last_complete_year(cal) if last_complete_year is None else last_complete_year
+    if last_complete_year is not None:
+        last_year = last_complete_year
+    else:
+        last_year = _to_date(cal[-1]).year if include_partial else _last_complete_year(cal)
     folds: list[Fold] = []
     for year in range(first_test_year, last_year + 1):
         f = _make_fold(cal, str(year), first_usable, None, date(year, 1, 1), date(year, 12, 31), embargo)
@@ -220,7 +254,8 @@ def seed_fold(
 
 
 def folds_frame(folds: Sequence[Fold]) -> pl.DataFrame:
-    """One row per fold (key, train_start, train_end, embargo_days, test_start, test_end, validation_start)."""
+    """One row per fold (key, train_start, train_end, embargo_days, test_start, test_end, validation_start,
+    partial)."""
     schema = {
         "key": pl.Utf8,
         "train_start": pl.Date,
@@ -229,6 +264,7 @@ def folds_frame(folds: Sequence[Fold]) -> pl.DataFrame:
         "test_start": pl.Date,
         "test_end": pl.Date,
         "validation_start": pl.Date,
+        "partial": pl.Boolean,
     }
     return pl.DataFrame([asdict(f) for f in folds], schema=schema)
 
@@ -244,7 +280,8 @@ def pipeline_folds(calendar: Sequence[DateLike] | pl.Series) -> list[Fold]:
     """The project's folds for a trading calendar: :func:`default_folds` with train windows starting
     after the longest feature warm-up and an embargo of the longest label horizon (sessions).
 
-    Used by the ``ref/folds`` asset and the new-fold sensor, so both always agree on a fold's windows."""
+    Used by the ``ref/folds`` asset and the new-fold sensor, so both always agree on a fold's windows. The
+    newest yearly fold is ``partial`` from the first session of its year (see the module docstring)."""
     from ml.features import FEATURE_SPECS
     from ml.labels import MAX_LABEL_HORIZON
 
@@ -262,7 +299,8 @@ def fold_from_frame(folds: pl.DataFrame, key: str) -> Fold:
 
 def deployed_fold(folds: pl.DataFrame, candidates: Sequence[str]) -> Fold | None:
     """The fold the daily decision deploys among ``candidates`` (folds with a trained model): the latest
-    training window (train_end, then test_end). None when no candidate is a known fold."""
+    training window (train_end, then test_end). A partial fold (its year has begun) has the latest training
+    window as soon as it is trained, so it is deployed from then on. None when no candidate is a known fold."""
     rows = folds.filter(pl.col("key").is_in(list(candidates))) if folds.height else folds
     if rows.height == 0:
         return None
@@ -270,5 +308,6 @@ def deployed_fold(folds: pl.DataFrame, candidates: Sequence[str]) -> Fold | None
 
 
 def yearly_keys(folds: pl.DataFrame) -> list[str]:
-    """The default yearly folds (key = test year) in time order: the walk-forward track's pieces."""
+    """The default yearly folds (key = test year) in time order: the walk-forward track's pieces (the newest
+    may be ``partial``: its year so far)."""
     return folds.filter(pl.col("key").str.contains(r"^\d{4}$")).sort("test_start")["key"].to_list()

@@ -10,13 +10,14 @@ from datetime import date, datetime, timezone
 
 import dagster as dg
 
+from assets.keys import EVAL_FOLD
 from infra.partitions import folds_partitions
 from infra.resources import MonitoringResource, WarehouseResource
 from ml.folds import SEED_FOLD_KEY, pipeline_folds
 from orchestration.jobs import fold_job
 from orchestration.schedules import TRIGGER_TAG, automation_default_status
 from warehouse import ingest as wi
-from warehouse.catalog import artifact_records
+from warehouse.catalog import artifact_records, read_asset, storage
 from warehouse.ops import latest_drift_check, record_run_failure
 
 REASON_TAG = "regimeflow/reason"
@@ -39,9 +40,29 @@ def _now() -> str:
 
 
 # ---------------------------------------------------------------------------------------------- new folds
+#: Sessions a partial fold's evaluation may lag the calendar before the new-fold sensor re-evaluates it.
+PARTIAL_EVAL_REFRESH_SESSIONS = 21
+
+
+def _evaluated_through(snap, key: str) -> date | None:
+    """The last earned day of fold ``key``'s evaluation (``eval.fold_metrics.end_date``); None if not evaluated."""
+    rows = read_asset(snap, storage(EVAL_FOLD.path), "metrics", folds=[key], columns=["end_date"])
+    return rows["end_date"].max() if rows.height else None
+
+
+def _fold_detail(fold, last_day) -> str:
+    if fold.partial:
+        return (f"first session of {fold.key} ({fold.test_start}) is in: fold {fold.key} trains on "
+                f"{fold.train_start}..{fold.train_end}; its test window is partial (through {last_day}) and grows "
+                "session by session")
+    return f"test year {fold.key} complete (calendar ends {last_day})"
+
+
 @dg.sensor(name="new_fold_sensor", job=fold_job, minimum_interval_seconds=3600, default_status=_status(),
-           description="When a new calendar year of data is complete, add its fold partition and train + "
-           "evaluate it (fold job).")
+           description="On the first session of a new calendar year, add that year's fold partition (its train "
+           "window is complete; its test window is partial and grows daily) and train + evaluate it (fold job); "
+           "the next decision deploys it. While the newest fold is partial, re-evaluate it (eval/fold only) every "
+           f"{PARTIAL_EVAL_REFRESH_SESSIONS} sessions and once its year is complete.")
 def new_fold_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource):
     snap = warehouse.get().snapshot_reader()
     try:
@@ -49,7 +70,7 @@ def new_fold_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseRes
         trained = artifact_records(snap, "policy_ppo")["fold"].to_list()
     except Exception as exc:  # noqa: BLE001 - no snapshot / no calendar yet
         return dg.SkipReason(f"no warehouse snapshot with a trading calendar yet ({exc})")
-    yearly = [f.key for f in pipeline_folds(calendar) if f.key != SEED_FOLD_KEY]
+    yearly = {f.key: f for f in pipeline_folds(calendar) if f.key != SEED_FOLD_KEY}
     trained_years = [int(k) for k in trained if k.isdigit()]
     last_day = calendar.max()
     if not trained_years:
@@ -59,23 +80,42 @@ def new_fold_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseRes
     newest = max(trained_years)
     new = sorted(k for k in yearly if int(k) > newest)
     cursor = {"evaluated_at": _now(), "calendar_end": str(last_day), "newest_trained_fold": str(newest),
-              "new_folds": new}
-    if not new:
-        why = (f"no new fold: the calendar ends {last_day}; fold {newest + 1} needs the whole year "
-               f"{newest + 1} (through its last weekday)")
-        context.update_cursor(json.dumps({**cursor, "why": why}))
+              "new_folds": new, "partial_folds": [k for k in new if yearly[k].partial]}
+    if new:
+        why = "; ".join(f"fold {k}: {_fold_detail(yearly[k], last_day)}" for k in new) + f" → adding and training {new}"
         context.log.info(why)
-        return dg.SkipReason(why)
-    why = f"data for test year(s) {new} complete (calendar ends {last_day}): adding and training fold(s) {new}"
+        context.update_cursor(json.dumps({**cursor, "why": why}))
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(partition_key=k, run_key=f"new-fold-{k}",
+                                        tags={TRIGGER_TAG: "new_fold", REASON_TAG: "new_fold",
+                                              DETAIL_TAG: _fold_detail(yearly[k], last_day)})
+                          for k in new],
+            dynamic_partitions_requests=[folds_partitions.build_add_request(new)],
+        )
+    # no new fold: keep the newest fold's evaluation up with its growing (or just completed) test window
+    fold = yearly.get(str(newest))
+    through = _evaluated_through(snap, fold.key) if fold is not None else None
+    if fold is not None and through is not None and through < fold.test_end:
+        lag = _sessions_between(calendar, through, fold.test_end)
+        if lag >= PARTIAL_EVAL_REFRESH_SESSIONS or not fold.partial:
+            why = (f"fold {fold.key}'s evaluation ends {through}, its test window now {fold.test_end} "
+                   f"({lag} session(s) later{', the year is complete' if not fold.partial else ''}): "
+                   "re-evaluating it (eval/fold only; the walk-forward report follows)")
+            context.log.info(why)
+            context.update_cursor(json.dumps({**cursor, "evaluated_through": str(through), "why": why}))
+            return dg.RunRequest(partition_key=fold.key, run_key=f"refresh-eval-{fold.key}-{fold.test_end}",
+                                 asset_selection=[EVAL_FOLD],
+                                 tags={TRIGGER_TAG: "partial_fold_eval", REASON_TAG: "partial_fold_eval",
+                                       DETAIL_TAG: why[:1000]})
+    why = (f"no new fold: the calendar ends {last_day}; fold {newest + 1} is added on the first session of "
+           f"{newest + 1}")
+    if fold is not None and fold.partial:
+        why += (f"; fold {fold.key} is partial (evaluated through {through or 'not yet'}, re-evaluated every "
+                f"{PARTIAL_EVAL_REFRESH_SESSIONS} sessions)")
+    context.update_cursor(json.dumps({**cursor, "evaluated_through": str(through) if through else None,
+                                      "why": why}))
     context.log.info(why)
-    context.update_cursor(json.dumps({**cursor, "why": why}))
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=k, run_key=f"new-fold-{k}",
-                                    tags={TRIGGER_TAG: "new_fold", REASON_TAG: "new_fold",
-                                          DETAIL_TAG: f"test year {k} complete (calendar ends {last_day})"})
-                      for k in new],
-        dynamic_partitions_requests=[folds_partitions.build_add_request(new)],
-    )
+    return dg.SkipReason(why)
 
 
 # ---------------------------------------------------------------------------------------------- drift

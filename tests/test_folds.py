@@ -1,4 +1,4 @@
-"""Walk-forward folds: embargo, non-overlap, keys, serialisation."""
+"""Walk-forward folds: embargo, non-overlap, keys, serialisation, partial folds (a year that has begun)."""
 from __future__ import annotations
 
 import json
@@ -14,11 +14,15 @@ from ml.folds import (
     VALIDATION_SESSIONS,
     Fold,
     default_folds,
+    deployed_fold,
     first_usable_date,
+    fold_label,
     fold_masks,
     folds_frame,
     get_fold,
+    pipeline_folds,
     seed_fold,
+    yearly_keys,
 )
 
 H = 21
@@ -94,10 +98,14 @@ def test_seed_fold(folds, calendar):
 
 def test_last_complete_year_and_options(calendar):
     partial = calendar[calendar <= np.datetime64("2024-06-30")]
-    keys = [f.key for f in default_folds(partial, first_usable_date(partial), 5, include_seed=False)]
+    folds = default_folds(partial, first_usable_date(partial), 5, include_seed=False)
+    assert [f.key for f in folds][-2:] == ["2023", "2024"] and folds[-1].partial and not folds[-2].partial
+    keys = [f.key for f in default_folds(partial, first_usable_date(partial), 5, include_seed=False,
+                                         include_partial=False)]
     assert keys[-1] == "2023"
     dec = calendar[calendar <= np.datetime64("2023-12-29")]  # last weekday of 2023 (a Friday)
-    assert [f.key for f in default_folds(dec, first_usable_date(dec), 5, include_seed=False)][-1] == "2023"
+    last = default_folds(dec, first_usable_date(dec), 5, include_seed=False)[-1]
+    assert last.key == "2023" and not last.partial
     fs = default_folds(calendar, first_usable_date(calendar), 5, first_test_year=2020, last_complete_year=2021, embargo_days=30)
     assert [f.key for f in fs] == ["2020", "2021", SEED_FOLD_KEY]
     assert all(f.embargo_days == 30 for f in fs)
@@ -111,6 +119,7 @@ def test_roundtrip_and_masks(folds):
     assert Fold.from_dict(d) == f
     frame = folds_frame(folds)
     assert frame.height == len(folds) and frame.schema["train_end"] == pl.Date
+    assert frame.schema["partial"] == pl.Boolean and not frame["partial"].any()  # the calendar ends 2025-12-31
     dates = [date(2014, 12, 31), f.train_end, f.test_start, f.test_end, date(2030, 1, 1)]
     m1 = fold_masks(dates, f)
     m2 = fold_masks(pl.Series(dates), f)
@@ -138,3 +147,84 @@ def test_real_calendar(real_data_dir):
     assert f.test_start == date(2020, 1, 2) and f.test_end == date(2020, 12, 31)
     assert f.train_end == date(2019, 11, 29)  # 21 sessions strictly between it and 2020-01-02
     assert folds[-2].key == "2025"
+
+
+# ------------------------------------------------------------------------------------------------ partial folds
+@pytest.fixture(scope="module")
+def calendar_2026() -> np.ndarray:
+    return trading_calendar(date(2005, 1, 3), date(2026, 12, 31))
+
+
+def _through(cal: np.ndarray, last: str) -> np.ndarray:
+    return cal[cal <= np.datetime64(last)]
+
+
+def test_the_first_session_of_a_year_makes_its_fold_partial(calendar_2026):
+    cal = _through(calendar_2026, "2026-01-02")  # 2026-01-01 is a holiday: 2026-01-02 is the first session
+    folds = default_folds(cal, first_usable_date(cal), H)
+    f = get_fold(folds, "2026")
+    assert f.partial and f.test_start == f.test_end == date(2026, 1, 2)
+    i = _pos(cal, date(2026, 1, 2))
+    assert f.train_end == cal[i - H - 1].astype(date)  # H sessions strictly between train_end and test_start
+    assert f.train_start == first_usable_date(cal) and f.validation_start is not None
+    assert f.label == "2026 (partial, through 2026-01-02)" and Fold.from_dict(f.to_dict()) == f
+    assert not any(g.partial for g in folds if g.key != "2026")  # 2025 and the seed fold are complete
+    assert get_fold(folds, "2025").test_end == date(2025, 12, 31)
+    train, test = fold_masks(cal, f)
+    assert int(test.sum()) == 1 and cal[train].max() < np.datetime64(f.test_start)
+
+
+def test_a_partial_fold_grows_its_test_window_only(calendar_2026):
+    first = _through(calendar_2026, "2026-01-02")
+    june = _through(calendar_2026, "2026-06-30")
+    a = get_fold(default_folds(first, first_usable_date(first), H), "2026")
+    b = get_fold(default_folds(june, first_usable_date(june), H), "2026")
+    assert b.partial and b.test_end == date(2026, 6, 30)
+    assert (b.train_start, b.train_end, b.validation_start, b.test_start, b.embargo_days) == (
+        a.train_start, a.train_end, a.validation_start, a.test_start, a.embargo_days)
+
+
+def test_the_year_s_last_weekday_completes_the_fold(calendar_2026):
+    full = _through(calendar_2026, "2026-12-31")  # a Thursday
+    f = get_fold(default_folds(full, first_usable_date(full), H), "2026")
+    assert not f.partial and f.test_end == date(2026, 12, 31) and f.label == "2026"
+    fri = trading_calendar(date(2005, 1, 3), date(2022, 12, 30))  # 2022-12-31 is a Saturday
+    assert not get_fold(default_folds(fri, first_usable_date(fri), H), "2022").partial
+    early = _through(calendar_2026, "2026-12-30")
+    assert get_fold(default_folds(early, first_usable_date(early), H), "2026").partial
+
+
+def test_seed_fold_is_partial_until_2025_ends(calendar):
+    cal = _through(calendar, "2024-06-28")
+    seed = seed_fold(cal, first_usable_date(cal), H)
+    assert seed.partial and seed.test_end == date(2024, 6, 28)
+    assert not seed_fold(calendar, first_usable_date(calendar), H).partial
+
+
+def test_pipeline_folds_on_the_main_calendar_and_on_the_first_session_of_2026(calendar_2026):
+    """The main job's snapshot ends 2025-12-31: no partial fold. One more session adds fold 2026 (partial),
+    every other fold unchanged."""
+    dec = pipeline_folds(_through(calendar_2026, "2025-12-31"))
+    jan = pipeline_folds(_through(calendar_2026, "2026-01-02"))
+    assert [f.key for f in dec] == [str(y) for y in range(2012, 2026)] + [SEED_FOLD_KEY]
+    assert not any(f.partial for f in dec)
+    assert [f.key for f in jan] == [str(y) for y in range(2012, 2027)] + [SEED_FOLD_KEY]
+    assert {f.key: f for f in jan if f.key != "2026"} == {f.key: f for f in dec}
+    new = get_fold(jan, "2026")
+    assert new.partial and new.test_start == new.test_end == date(2026, 1, 2)
+    frame = folds_frame(jan)
+    assert frame.filter(pl.col("partial"))["key"].to_list() == ["2026"]
+    assert yearly_keys(frame)[-1] == "2026"
+    # the decision deploys the newest training window among the trained folds: the partial one once trained
+    assert deployed_fold(frame, ["2024", "2025"]).key == "2025"
+    assert deployed_fold(frame, ["2025", "2026", SEED_FOLD_KEY]).key == "2026"
+
+
+def test_fold_label():
+    assert fold_label("2026", True, date(2026, 3, 2)) == "2026 (partial, through 2026-03-02)"
+    assert fold_label("2025", False, date(2025, 12, 31)) == "2025"
+    assert fold_label("2026", True) == "2026 (partial)"
+    # rows read back from an older ref.folds (no partial column, or NULL) are complete folds
+    assert not Fold.from_dict({"key": "2020", "train_start": "2010-01-04", "train_end": "2019-11-29",
+                               "embargo_days": 21, "test_start": "2020-01-02", "test_end": "2020-12-31",
+                               "partial": None}).partial

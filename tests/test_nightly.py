@@ -1,8 +1,10 @@
 """Nightly automation end to end on a CSV fixture that gains one trading day per night.
 
-prepare (data through 2014-12-31) → fold 2014 trained → nights append 2015 sessions one by one, a holiday
-night adds nothing, a missed night is caught up, a revised bar inside the overlap is re-ingested. Then the
-year 2015 completes: the new-fold sensor adds fold 2015, its run trains it and the next night deploys it.
+prepare (data through 2014-12-31) → fold 2014 trained → nights append 2015 sessions one by one. The night of
+2015's first session, the new-fold sensor adds fold 2015 (partial: its train window is complete, its test
+window is the year so far), its run trains it and the next night's decision deploys it. A holiday night adds
+nothing, a missed night is caught up, a revised bar inside the overlap is re-ingested; fold 2015's test window
+grows with the calendar, its evaluation is refreshed and the walk-forward track labels it partial.
 """
 import json
 from datetime import date
@@ -28,6 +30,8 @@ from infra.resources import (
     RegimeResource,
     WarehouseResource,
 )
+from assets.keys import EVAL_FOLD
+from orchestration import sensors
 from orchestration.sensors import new_fold_sensor
 from warehouse.decisions import AppendOnlyViolation, append_decisions, read_decisions
 from warehouse.tables import read_table
@@ -98,14 +102,35 @@ def pipe(tmp_path_factory):
     return p
 
 
+def _sense(pipe, cursor=None):
+    ctx = dg.build_sensor_context(instance=pipe.instance, cursor=cursor, resources={"warehouse": pipe.warehouse})
+    return new_fold_sensor(ctx), ctx.cursor
+
+
+def _first_session_of_the_year(pipe) -> dict:
+    """After the night of 2015's first session: fold 2015 as ref/folds wrote it, the new-fold sensor's request,
+    the fold run it requests (what the daemon would launch), and the sensor's next tick."""
+    out = {"folds": read_table(pipe.wh, "ref.folds", "WHERE key = '2015'"),
+           "partitions": pipe.instance.get_dynamic_partitions(FOLDS)}
+    out["request"], cursor = _sense(pipe)
+    pipe.instance.add_dynamic_partitions(FOLDS, out["request"].dynamic_partitions_requests[0].partition_keys)
+    request = out["request"].run_requests[0]
+    out["run"] = pipe.run("fold", partition_key=request.partition_key, tags=request.tags)
+    out["after"], _ = _sense(pipe, cursor)
+    return out
+
+
 @pytest.fixture(scope="module")
 def nights(pipe):
-    """Three consecutive nights, a holiday, a missed night, then a night with a revised bar."""
+    """Three consecutive nights (after the first, 2015's first session, fold 2015 is added and trained), a
+    holiday, a missed night, then a night with a revised bar."""
     days, out = pipe.new_days, {}
     for i in range(3):
         before = pipe.counts()
         pipe.publish(days[i])
         out[f"night{i + 1}"] = (before, pipe.run("nightly"), pipe.counts())
+        if i == 0:
+            out["new_year"] = _first_session_of_the_year(pipe)
     before = pipe.counts()
     out["holiday"] = (before, pipe.run("nightly"), pipe.counts())
     pipe.publish(days[4])  # nobody ran the night of days[3]
@@ -131,7 +156,8 @@ def test_three_consecutive_nights_add_rows_and_one_decision_each(pipe, nights):
         assert all(n == distinct for n, distinct in after.values())  # no duplicate keys anywhere
         assert read_table(pipe.wh, "raw.bars", "WHERE date = ?", [day]).height == tickers
         assert read_table(pipe.wh, "features.daily", "WHERE date = ?", [day])["rsi_14"].null_count() == 0
-        assert f"decision {day} (fold 2014)" in _logs(pipe, result)
+        # the first session of 2015 is decided by fold 2014; fold 2015 trains that night and decides from then on
+        assert f"decision {day} (fold {2014 if i == 0 else 2015})" in _logs(pipe, result)
     log = read_decisions(pipe.wh)
     assert log["decision_date"].to_list()[:3] == pipe.new_days[:3]
     assert log["paper_return"][0] is None and log["paper_return"][1:3].is_not_null().all()
@@ -155,8 +181,8 @@ def test_decision_rows_carry_context_and_identifiers(pipe, nights):
 
 def test_live_sector_states_equal_the_fold_filter_where_both_exist(pipe, nights):
     live = read_table(pipe.wh, "regimes.sector_hmm_live")
-    fold = read_table(pipe.wh, "regimes.sector_hmm", "WHERE fold = '2014'")
-    assert set(live["fold"]) == {"2014"} and live["date"].max() == pipe.new_days[5]
+    fold = read_table(pipe.wh, "regimes.sector_hmm", "WHERE fold = '2015'")  # the deployed fold
+    assert set(live["fold"]) == {"2015"} and live["date"].max() == pipe.new_days[5]
     both = fold.join(live, on=["sector", "date"], suffix="_live")
     assert both.height == fold.height  # every (sector, date) of the fold's own filter is in the live table
     for col in ("p_bull", "p_sideways", "p_bear"):
@@ -211,33 +237,72 @@ def test_the_decision_deploys_the_ensemble_when_configured_and_the_audit_replays
     pipe.publish(pipe.new_days[6])
     result = pipe.run("nightly", run_config={**NIGHTLY_RUN_CONFIG,
                                              "resources": {"policy": {"config": {"deploy": "ensemble"}}}})
-    assert "deploying the ensemble policy of fold 2014" in _logs(pipe, result)
+    assert "deploying the ensemble policy of fold 2015 (partial, through" in _logs(pipe, result)
     row = read_decisions(pipe.wh).tail(1).row(0, named=True)
     assert row["decision_date"] == pipe.new_days[6] and row["policy_kind"] == "ensemble"
-    assert row["checkpoint_path"].startswith("2014/policy_ensemble-")
+    assert row["checkpoint_path"].startswith("2015/policy_ensemble-")
     report = replay_log(pipe.wh, pipe.warehouse.artifact_root())
     assert report.ok and report.rows.height == 7 and float(report.rows["max_abs_diff_target"].max()) == 0.0
 
 
-def test_a_completed_year_adds_a_fold_that_trains_and_is_deployed(pipe, nights):
-    last_2015 = max(d for d in pipe.new_days if d.year == 2015)
-    pipe.publish(pipe.new_days[5])
-    ctx = dg.build_sensor_context(instance=pipe.instance, resources={"warehouse": pipe.warehouse})
-    skip = new_fold_sensor(ctx)
-    assert isinstance(skip, dg.SkipReason) and "fold 2015 needs the whole year 2015" in skip.skip_message
-    pipe.publish(last_2015)
-    pipe.run("nightly")
-    result = new_fold_sensor(dg.build_sensor_context(instance=pipe.instance, cursor=ctx.cursor,
-                                                     resources={"warehouse": pipe.warehouse}))
+def test_the_first_session_of_a_year_adds_its_fold_which_trains_and_the_next_decision_deploys(pipe, nights):
+    """The calendar-year acceptance test: data through 2014-12-31 with fold 2014 trained; on 2015's first
+    session the new-fold sensor adds fold 2015, its run trains it, and the next decision deploys it."""
+    first, new = pipe.new_days[0], nights["new_year"]
+    fold = new["folds"].row(0, named=True)  # ref/folds of the first session's nightly run
+    assert fold["partial"] and fold["test_start"] == fold["test_end"] == first
+    calendar = read_table(pipe.wh, "ref.trading_calendar")["date"].to_list()
+    assert fold["train_end"] == calendar[calendar.index(first) - fold["embargo_days"] - 1] < CUTOFF
+    assert "2015" in new["partitions"]  # the nightly's ref/folds registered the partition already
+    result = new["request"]
     assert [r.partition_key for r in result.run_requests] == ["2015"]
-    assert result.run_requests[0].tags["regimeflow/trigger"] == "new_fold"
-    assert [req.partition_keys for req in result.dynamic_partitions_requests] == [["2015"]]
-    pipe.instance.add_dynamic_partitions(FOLDS, ["2015"])  # what the daemon does with the request
-    pipe.run("fold", partition_key="2015", tags=result.run_requests[0].tags)
-    fold = read_table(pipe.wh, "ref.folds", "WHERE key = '2015'").row(0, named=True)
-    assert fold["test_end"] == last_2015 and fold["train_end"] < date(2015, 1, 1)
-    pipe.publish(pipe.new_days[pipe.new_days.index(last_2015) + 1])
-    pipe.run("nightly")
-    newest = read_decisions(pipe.wh).tail(1).row(0, named=True)
-    assert newest["fold"] == "2015" and newest["decision_date"].year == 2016
-    assert replay_log(pipe.wh, pipe.warehouse.artifact_root()).ok
+    request = result.run_requests[0]
+    assert request.run_key == "new-fold-2015" and request.tags["regimeflow/trigger"] == "new_fold"
+    assert f"first session of 2015 ({first})" in request.tags["regimeflow/detail"]
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2015"]]
+    assert new["run"].success
+    after = new["after"]  # trained: the sensor does not fire again
+    assert isinstance(after, dg.SkipReason) and f"fold 2015 is partial (evaluated through {first}" in after.skip_message
+    metrics = read_table(pipe.wh, "eval.fold_metrics",
+                         "WHERE fold = '2015' AND strategy = 'ppo' AND cost_multiplier = 1.0").row(0, named=True)
+    assert metrics["partial"] and metrics["end_date"] == first and metrics["days"] == 1  # one earned day so far
+    log = read_decisions(pipe.wh)
+    assert log.row(0, named=True)["decision_date"] == first and log.row(0, named=True)["fold"] == "2014"
+    deployed = log.row(1, named=True)  # the next decision
+    assert deployed["decision_date"] == pipe.new_days[1] and deployed["fold"] == "2015"
+    assert deployed["checkpoint_path"].startswith("2015/policy_ppo-") and deployed["hmm_fold"] == "2015"
+    assert set(log["fold"][1:]) == {"2015"}
+
+
+def test_a_partial_fold_grows_is_re_evaluated_and_labelled_in_the_walk_forward_track(pipe, nights, monkeypatch):
+    import duckdb
+
+    then = nights["new_year"]["folds"].row(0, named=True)
+    now = read_table(pipe.wh, "ref.folds", "WHERE key = '2015'").row(0, named=True)
+    newest = read_table(pipe.wh, "ref.trading_calendar")["date"].max()
+    assert now["partial"] and now["test_end"] == newest > then["test_end"]
+    same = ("train_start", "train_end", "validation_start", "embargo_days", "test_start")
+    assert {k: now[k] for k in same} == {k: then[k] for k in same}  # the trained model stays valid
+    monkeypatch.setattr(sensors, "PARTIAL_EVAL_REFRESH_SESSIONS", 3)  # (21 by default)
+    refresh, _ = _sense(pipe)
+    assert isinstance(refresh, dg.RunRequest) and refresh.asset_selection == [EVAL_FOLD]
+    assert refresh.partition_key == "2015" and refresh.tags["regimeflow/trigger"] == "partial_fold_eval"
+    pipe.run("fold", partition_key="2015", asset_selection=refresh.asset_selection, tags=refresh.tags)
+    metrics = read_table(pipe.wh, "eval.fold_metrics", "WHERE fold = '2015' AND cost_multiplier = 1.0")
+    assert metrics["partial"].all() and metrics["end_date"].max() == newest
+    result = pipe.run("report")
+    meta = result.asset_materializations_for_node("eval__walk_forward")[0].metadata
+    label = f"2015 (partial, through {newest})"
+    assert meta["folds"].value == ["2014", "2015"] and meta["partial_folds"].value == [label]
+    assert label in open(meta["report"].value).read()
+    track = read_table(pipe.wh, "eval.walk_forward_daily", "WHERE strategy = 'ppo'")
+    assert track.filter(pl.col("partial"))["fold"].unique().to_list() == ["2015"]
+    assert track.filter(~pl.col("partial"))["fold"].unique().to_list() == ["2014"]
+    assert read_table(pipe.wh, "eval.walk_forward_metrics")["partial"].all()
+    con = duckdb.connect(str(pipe.wh.snapshot_path), read_only=True)  # what analysts open
+    try:
+        rows = con.execute("SELECT DISTINCT fold, partial, evaluated_through FROM analytics.fold_performance "
+                           "ORDER BY fold").fetchall()
+    finally:
+        con.close()
+    assert rows == [("2014", False, date(2014, 12, 31)), ("2015", True, newest)]

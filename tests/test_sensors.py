@@ -26,9 +26,9 @@ from ml.folds import fold_from_frame, folds_frame, pipeline_folds
 from ml.regimes.vix import vix_regimes
 from orchestration.jobs import NIGHTLY_RUN_CONFIG
 from orchestration.schedules import nightly_schedule
-from orchestration.sensors import drift_sensor, run_failure_recorder
+from orchestration.sensors import drift_sensor, new_fold_sensor, run_failure_recorder
 from warehouse import ingest as wi
-from warehouse.catalog import storage, write_asset
+from warehouse.catalog import ARTIFACTS, MAIN, AssetStorage, storage, write_asset
 from warehouse.ops import read_run_failures
 
 SECTORS = ["Materials", "Energy", "Financials", "Industrials", "Information Technology"]
@@ -249,3 +249,78 @@ def test_schedule_cron_is_configurable(monkeypatch):
         monkeypatch.delenv("REGIMEFLOW_AUTOMATION")
         importlib.reload(schedules)
     assert nightly_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+# ----------------------------------------------------------------------------------------------- new folds
+def fold_sensor_warehouse(tmp_path, last: date, trained: list[str], evaluated: dict[str, date]) -> WarehouseResource:
+    """A published snapshot with a (synthetic) trading calendar through ``last``, a trained PPO policy record
+    per fold of ``trained`` and fold metrics whose last earned day is ``evaluated[fold]``: all the new-fold
+    sensor reads."""
+    from ml.data.market import trading_calendar_frame
+    from ml.data.synthetic import trading_calendar
+
+    res = WarehouseResource(path=str(tmp_path / f"wh-{last}.duckdb"))
+    wh = res.get()
+    days = trading_calendar(date(2008, 1, 2), last)
+    write_asset(wh, storage(("ref", "trading_calendar")), {"main": trading_calendar_frame(
+        pl.DataFrame({"ticker": "SPY", "date": pl.Series(days).cast(pl.Date), "source": "synthetic"}), "SPY")})
+    records = pl.DataFrame({"fold": trained, "kind": "policy_ppo", "path": [f"{k}/policy_ppo-0.pt" for k in trained],
+                            "sha256": "0" * 64, "meta": "{}"})
+    write_asset(wh, AssetStorage({MAIN: ARTIFACTS}), {"main": records})
+    for fold, end in evaluated.items():
+        write_asset(wh, storage(("eval", "fold")), {"metrics": pl.DataFrame(
+            {"strategy": ["ppo"], "cost_multiplier": [1.0], "end_date": [end], "partial": [True]})}, fold=fold)
+    wh.publish_snapshot()
+    return res
+
+
+def _sense_folds(res, cursor=None):
+    ctx = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), cursor=cursor, resources={"warehouse": res})
+    return new_fold_sensor(ctx), json.loads(ctx.cursor) if ctx.cursor else {}
+
+
+def test_new_fold_sensor_adds_the_year_s_fold_on_its_first_session(tmp_path):
+    before, cursor = _sense_folds(fold_sensor_warehouse(tmp_path, date(2014, 12, 31), ["2013", "2014"],
+                                                        {"2014": date(2014, 12, 31)}))
+    assert isinstance(before, dg.SkipReason)
+    assert "fold 2015 is added on the first session of 2015" in before.skip_message and cursor["new_folds"] == []
+    res = fold_sensor_warehouse(tmp_path, date(2015, 1, 2), ["2013", "2014"], {"2014": date(2014, 12, 31)})
+    result, cursor = _sense_folds(res)
+    assert [r.partition_key for r in result.run_requests] == ["2015"]
+    request = result.run_requests[0]
+    assert request.run_key == "new-fold-2015" and request.asset_selection is None  # the whole fold job
+    assert request.tags["regimeflow/trigger"] == "new_fold" and request.tags["regimeflow/reason"] == "new_fold"
+    assert "first session of 2015 (2015-01-02)" in request.tags["regimeflow/detail"]
+    assert "partial (through 2015-01-02)" in request.tags["regimeflow/detail"]
+    assert [r.partition_keys for r in result.dynamic_partitions_requests] == [["2015"]]
+    assert cursor["new_folds"] == cursor["partial_folds"] == ["2015"] and "adding and training" in cursor["why"]
+    again, _ = _sense_folds(res, json.dumps(cursor))  # the next tick: same run key, so the daemon runs it once
+    assert [r.run_key for r in again.run_requests] == ["new-fold-2015"]
+
+
+def test_new_fold_sensor_adds_a_missed_complete_year_and_the_partial_one(tmp_path):
+    result, cursor = _sense_folds(fold_sensor_warehouse(tmp_path, date(2015, 1, 2), ["2013"], {}))
+    assert [r.partition_key for r in result.run_requests] == ["2014", "2015"]
+    assert "test year 2014 complete" in result.run_requests[0].tags["regimeflow/detail"]
+    assert cursor["partial_folds"] == ["2015"]
+
+
+def test_new_fold_sensor_re_evaluates_a_partial_fold_as_its_year_goes_on(tmp_path):
+    recent, cursor = _sense_folds(fold_sensor_warehouse(tmp_path, date(2015, 3, 31), ["2014", "2015"],
+                                                        {"2015": date(2015, 3, 20)}))
+    assert isinstance(recent, dg.SkipReason)
+    assert "fold 2015 is partial (evaluated through 2015-03-20" in recent.skip_message
+    stale, cursor = _sense_folds(fold_sensor_warehouse(tmp_path, date(2015, 3, 31), ["2014", "2015"],
+                                                       {"2015": date(2015, 1, 2)}))
+    assert isinstance(stale, dg.RunRequest) and stale.partition_key == "2015"
+    assert stale.asset_selection == [dg.AssetKey(["eval", "fold"])]  # evaluation only: the model stays
+    assert stale.run_key == "refresh-eval-2015-2015-03-31"
+    assert stale.tags["regimeflow/trigger"] == "partial_fold_eval" and cursor["evaluated_through"] == "2015-01-02"
+    # the year completed since the last evaluation: one final re-evaluation, whatever the lag
+    done, _ = _sense_folds(fold_sensor_warehouse(tmp_path, date(2015, 12, 31), ["2014", "2015"],
+                                                 {"2015": date(2015, 12, 28)}))
+    assert isinstance(done, dg.RunRequest) and done.run_key == "refresh-eval-2015-2015-12-31"
+    assert "the year is complete" in done.tags["regimeflow/detail"]
+    quiet, _ = _sense_folds(fold_sensor_warehouse(tmp_path, date(2015, 12, 31), ["2014", "2015"],
+                                                  {"2015": date(2015, 12, 31)}))
+    assert isinstance(quiet, dg.SkipReason) and "fold 2016 is added on the first session of 2016" in quiet.skip_message

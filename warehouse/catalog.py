@@ -73,6 +73,9 @@ CATALOG: dict[tuple[str, ...], AssetStorage] = {
     ("ref", "sectors"): AssetStorage({MAIN: _t("ref.sectors", ("ticker",), "GICS sector per ticker.")}),
     ("ref", "trading_calendar"): AssetStorage({MAIN: _t(
         "ref.trading_calendar", ("date",), "Trading days observed for the reference ETF; session = 0-based index.")}),
+    ("ops", "input_freshness"): AssetStorage({MAIN: _t(
+        "ops.input_freshness", ("input",),
+        "Per ticker / index series: newest row, reference sessions behind, stale, whether it blocks the decision.")}),
     ("features", "registry"): AssetStorage({MAIN: _t(
         "features.registry", ("name",),
         "One row per column of features.daily: family, window, unit, description, warm-up rows.")}),
@@ -86,7 +89,8 @@ CATALOG: dict[tuple[str, ...], AssetStorage] = {
         mode="upsert", stamp="computed_at")}),
     ("ref", "folds"): AssetStorage({MAIN: _t(
         "ref.folds", ("key",),
-        "Walk-forward folds: train [train_start, train_end], embargo sessions, test [test_start, test_end].",
+        "Walk-forward folds: train [train_start, train_end], embargo sessions, test [test_start, test_end]; "
+        "partial: the test year has begun, not ended (test_end = newest session so far).",
         mode="upsert", stamp="updated_at")}),
     ("regimes", "vix"): AssetStorage({MAIN: _t(
         "regimes.vix", ("date",), "VIX regimes per date: close (index points), 4-band regime, 5-bucket label.")}),
@@ -162,17 +166,20 @@ CATALOG: dict[tuple[str, ...], AssetStorage] = {
         "allocations": _t("eval.allocations", ("strategy", "date"),
                           "Weights held on each earned day (decided at the previous close) and the VIX at that close."),
         "metrics": _t("eval.fold_metrics", ("strategy", "cost_multiplier"),
-                      "Test-window metrics per fold, strategy and cost multiplier (risk_free states the rate)."),
+                      "Test-window metrics per fold, strategy and cost multiplier (risk_free states the rate; "
+                      "partial: the fold's test year was not complete, end_date = last earned day)."),
     }, per_fold=True),
     ("eval", "walk_forward"): AssetStorage({
         MAIN: _t("eval.walk_forward_daily", ("strategy", "date"),
-                 "Stitched out-of-sample track of the default yearly folds, per strategy and day."),
+                 "Stitched out-of-sample track of the default yearly folds, per strategy and day (partial: "
+                 "the day is in the current year's partial fold)."),
         "metrics": _t("eval.walk_forward_metrics", ("strategy", "cost_multiplier"),
                       "Walk-forward track metrics per strategy and cost multiplier."),
     }, views="views.sql"),
     ("regimes", "sector_hmm_live"): AssetStorage({MAIN: _t(
         "regimes.sector_hmm_live", ("sector", "date"),
-        "Sector HMM probabilities up to the newest bar from the deployed fold's HMMs (causal).")}),
+        "Sector HMM probabilities from the deployed fold's HMMs, each sector up to its last observed session "
+        "(as_of; causal).")}),
     ("decisions", "daily"): AssetStorage({MAIN: _t(
         "decisions.daily", ("decision_date",), "Append-only audit log of the daily decisions.", mode="append")},
         views="decision_views.sql"),

@@ -1,19 +1,25 @@
 -- Stable analyst views (documented in warehouse/README.md). Recreated after every evaluation run.
 CREATE SCHEMA IF NOT EXISTS analytics;
 
--- One row per fold and strategy at normal costs: test-window performance with the fold's windows.
+-- Folds evaluated before partial folds existed have no `partial` column yet (they were all complete).
+ALTER TABLE eval.fold_metrics ADD COLUMN IF NOT EXISTS partial BOOLEAN;
+
+-- One row per fold and strategy at normal costs: test-window performance with the fold's windows. A partial
+-- fold (its test year so far) says partial = true; evaluated_through is the last earned day of its evaluation.
 CREATE OR REPLACE VIEW analytics.fold_performance AS
 SELECT m.fold, f.train_start, f.train_end, f.test_start, f.test_end, m.strategy,
        m.total_return, m.cagr, m.ann_vol, m.sharpe, m.sharpe_ci_low, m.sharpe_ci_high, m.sortino,
        m.max_drawdown, m.mdd_peak_date, m.mdd_trough_date, m.recovery_days, m.calmar,
        m.avg_turnover, m.hit_rate, m.worst_day, m.var_5, m.cvar_5, m.psr, m.risk_free,
-       m.sharpe_diff_spy_buy_hold, m.sharpe_diff_equal_weight
+       m.sharpe_diff_spy_buy_hold, m.sharpe_diff_equal_weight,
+       coalesce(m.partial, false) OR m.end_date < f.test_end AS partial, m.end_date AS evaluated_through
 FROM eval.fold_metrics m JOIN ref.folds f ON f.key = m.fold
 WHERE m.cost_multiplier = 1.0;
 
--- The stitched out-of-sample track of the default yearly folds: one row per strategy and day.
+-- The stitched out-of-sample track of the default yearly folds: one row per strategy and day (partial: the
+-- day belongs to a fold whose test year was not complete when it was evaluated).
 CREATE OR REPLACE VIEW analytics.walk_forward_daily AS
-SELECT strategy, date, fold, net_return, turnover, cost, equity, drawdown
+SELECT strategy, date, fold, net_return, turnover, cost, equity, drawdown, partial
 FROM eval.walk_forward_daily;
 
 -- Average weights and day counts per VIX reporting bucket (VIX at the decision close), per fold and strategy.
