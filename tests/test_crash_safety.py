@@ -146,6 +146,16 @@ def sigkill(proc) -> None:
     assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
+def kill_at_its_kill_point(tmp_path: Path, name: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    """Run a child (``args`` = mode and its arguments; the marker path is appended), wait until it stalls at its
+    kill point inside the write, SIGKILL it; returns what it recorded there."""
+    marker = tmp_path / f"{name}.marker"
+    with child(tmp_path, name, *args, str(marker), env=env) as proc:
+        inside = wait_for_marker(proc, marker)
+        sigkill(proc)
+    return inside
+
+
 def finish(proc, timeout: float = START_TIMEOUT_S) -> int:
     try:
         return proc.wait(timeout=timeout)
@@ -235,10 +245,7 @@ def test_ingestion_killed_mid_write_leaves_the_previous_state_and_snapshot(tmp_p
     profile.write_text(json.dumps({"resources": {"market": {"config": {
         "source": "synthetic", "synthetic_seed": 9, **INGEST_BATCH}}}}))  # JSON is YAML
     env = {"REGIMEFLOW_WAREHOUSE": str(wh.path), "DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    marker = tmp_path / "ingest.marker"
-    with child(tmp_path, "ingest-killed", "ingest", str(profile), str(marker), env=env) as proc:
-        inside = wait_for_marker(proc, marker)
-        sigkill(proc)
+    inside = kill_at_its_kill_point(tmp_path, "ingest-killed", "ingest", str(profile), env=env)
     assert_previous_state(wh, before)
     # the child really was mid-write: every stored bar rewritten and >1 row group of new bars inserted inside
     # its open transaction, part of it already in the primary file; index bars, sectors, ingest log not yet
@@ -291,10 +298,7 @@ def test_fold_run_killed_mid_write_leaves_the_folds_previous_rows_and_snapshot(t
     with wh.read() as con:
         committed_fold = fold_digest(con, "2013")
 
-    marker = tmp_path / "fold.marker"
-    with child(tmp_path, "fold-killed", "fold", str(wh_path), "2013", "2", str(marker)) as proc:
-        inside = wait_for_marker(proc, marker)
-        sigkill(proc)
+    inside = kill_at_its_kill_point(tmp_path, "fold-killed", "fold", str(wh_path), "2013", "2")
     assert_previous_state(wh, before)
     # mid-write for real: the fold's rows had been replaced by the new model's inside the open transaction
     assert inside["table"] == "regimes.sector_hmm" and inside["fold_rows"] > 0
@@ -401,10 +405,7 @@ def test_killed_during_the_copy_on_write_copy_leaves_primary_and_snapshot_intact
     rename): primary and snapshot are still the published file, and the next writer removes the dead copy."""
     wh = _published_warehouse(tmp_path)
     before = state(wh)
-    marker = tmp_path / "cow.marker"
-    with child(tmp_path, "cow", "cow", str(wh.path), str(marker)) as proc:
-        inside = wait_for_marker(proc, marker)
-        sigkill(proc)
+    inside = kill_at_its_kill_point(tmp_path, "cow", "cow", str(wh.path))
     assert inside["copied_bytes"] < wh.path.stat().st_size
     assert _temps(wh) == [f".{wh.path.name}.{inside['pid']}.tmp"]  # the dead writer's half copy
     assert wh.path.samefile(wh.snapshot_path)
@@ -422,10 +423,7 @@ def test_killed_between_the_publish_link_and_its_rename_keeps_the_previous_snaps
     publish removes the dead temp link (a link keeps a whole old warehouse file alive) and publishes."""
     wh = _published_warehouse(tmp_path)
     before = state(wh)
-    marker = tmp_path / "publish.marker"
-    with child(tmp_path, "publish", "publish", str(wh.path), str(marker)) as proc:
-        inside = wait_for_marker(proc, marker)
-        sigkill(proc)
+    inside = kill_at_its_kill_point(tmp_path, "publish", "publish", str(wh.path))
     link = wh.path.parent / f".{wh.snapshot_path.name}.{inside['pid']}.link"
     assert _temps(wh) == [link.name] and link.samefile(wh.path)
     after = state(wh)
