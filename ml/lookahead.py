@@ -250,37 +250,6 @@ def _first_valid_dates(full: pl.DataFrame, cols: Sequence[str]) -> list[date]:
     return [d for d in row if d is not None]
 
 
-def choose_cutoffs(dates: Sequence[date], first_valid: Sequence[date], k: int, seed: int = 0) -> list[date]:
-    """K cutoff dates (see module docstring); fewer when the history has fewer dates."""
-    n = len(dates)
-    if n == 0 or k <= 0:
-        return []
-    pos = {d: i for i, d in enumerate(dates)}
-    end = max(n - 2, 0)
-    if first_valid:
-        pre = max(pos[min(first_valid)] - 1, 0)
-        ready = min(pos[max(first_valid)], end)
-    else:
-        pre, ready = 0, 0
-    chosen: list[int] = []
-    for i in (end, pre, ready):
-        if i not in chosen and len(chosen) < k:
-            chosen.append(i)
-    rng = np.random.default_rng(seed)
-    rest = k - len(chosen)
-    if rest > 0 and end - ready > 1:
-        grid = np.linspace(ready, end, rest + 2)[1:-1]
-        step = (end - ready) / (rest + 1)
-        jitter = rng.uniform(-0.25, 0.25, rest) * step
-        for g in np.clip(np.round(grid + jitter), ready + 1, end - 1).astype(int):
-            if int(g) not in chosen:
-                chosen.append(int(g))
-    pool = [i for i in range(end + 1) if i not in chosen]  # the last date checks nothing
-    while len(chosen) < k and pool:
-        chosen.append(pool.pop(int(rng.integers(0, len(pool)))))
-    return [dates[i] for i in sorted(chosen)]
-
-
 def sparse_leak_detection(n_cutoffs: int, rate: float = 1 / 21) -> float:
     """Probability that ``n_cutoffs`` sessions include one of a leak's firing sessions, for a one-session
     peek that fires on a random ``rate`` share of sessions (independent of the calendar)."""

@@ -19,7 +19,7 @@ from ml.features import (
     volume_features,
 )
 from ml.labels import compute_labels
-from ml.lookahead import LookaheadReport, check_lookahead, choose_cutoffs
+from ml.lookahead import LookaheadReport, check_lookahead, plan_cutoffs
 
 N_DAYS = 900
 
@@ -173,13 +173,13 @@ def test_report_frame_and_markdown(bars):
 
 def test_cutoff_choice_covers_warmup_and_end():
     dates = list(range(1000))
-    cuts = choose_cutoffs(dates, first_valid=[5, 200, 60], k=8, seed=0)
+    cuts = list(plan_cutoffs(dates, first_valid=[5, 200, 60], k=8, seed=0).dates)
     assert len(cuts) == 8 and cuts == sorted(set(cuts))
     assert 4 in cuts  # last warm-up date before any feature exists (catches back-fills)
     assert 200 in cuts  # right after the longest warm-up
     assert 998 in cuts  # near the end
     assert all(0 <= d <= 998 for d in cuts)
-    assert choose_cutoffs(dates[:3], [1], k=8) == [0, 1]
+    assert list(plan_cutoffs(dates[:3], [1], k=8).dates) == [0, 1]
 
 
 def test_columns_argument_and_errors(bars):
