@@ -23,6 +23,10 @@ RESEARCH_THESIS = dg.AssetKey(["research", "thesis_reproduction"])
 #: The per-fold policies, by strategy name (the evaluation's and the decision's names).
 POLICY_KEYS = {"ppo": MODELS_POLICY_PPO, "sac": MODELS_POLICY_SAC, "td3": MODELS_POLICY_TD3,
                "ensemble": MODELS_POLICY_ENSEMBLE}
+MODELS_SECTOR_PAIRS = dg.AssetKey(["models", "sector_pairs"])
+MODELS_PAIRS_QRDQN = dg.AssetKey(["models", "pairs_qrdqn"])
+EVAL_SECTOR_BOOK = dg.AssetKey(["eval", "sector_book"])
+EVAL_SECTOR_BOOK_WALK_FORWARD = dg.AssetKey(["eval", "sector_book_walk_forward"])
 EVAL_FOLD = dg.AssetKey(["eval", "fold"])
 EVAL_WALK_FORWARD = dg.AssetKey(["eval", "walk_forward"])
 REGIMES_SECTOR_HMM_LIVE = dg.AssetKey(["regimes", "sector_hmm_live"])

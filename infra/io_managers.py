@@ -81,6 +81,30 @@ def _hmm_codec() -> Codec:
                  lambda p, sha: SectorHmms.from_json(read_verified(p, sha).decode()))
 
 
+@dataclass(frozen=True)
+class PairPolicyFile:
+    """A fold's QR-DQN pair policy, read on demand: :meth:`load` returns None (and warns why) when the file is
+    missing, fails its SHA-256 or does not deserialise, so the sector book falls back to the z-score rule."""
+
+    path: Path
+    sha256: str
+
+    def load(self, warn: Callable[[str], None]):
+        from ml.agents.qrdqn import load_pair_policy
+        from ml.artifacts import read_verified
+
+        try:
+            blob = read_verified(self.path, self.sha256)
+        except (OSError, ValueError) as exc:
+            warn(f"QR-DQN pair policy {self.path}: {exc}; falling back to the z-score rule")
+            return None
+        return load_pair_policy(blob, warn)
+
+
+def _pair_policy_codec() -> Codec:
+    return Codec("pt", lambda m, meta: b"" if m is None else m.to_bytes(), PairPolicyFile)  # b"": no pairs, no policy
+
+
 #: Asset key path -> (artifact kind, codec factory).
 CODECS: dict[tuple[str, ...], tuple[str, Callable[[], Codec]]] = {
     ("regimes", "sector_hmm"): ("sector_hmm", _hmm_codec),
@@ -90,6 +114,7 @@ CODECS: dict[tuple[str, ...], tuple[str, Callable[[], Codec]]] = {
     ("models", "policy_td3"): ("policy_td3", _policy_codec),
     ("models", "policy_ensemble"): ("policy_ensemble", _policy_codec),
     ("models", "qlearning"): ("qlearning", _joblib_codec),
+    ("models", "pairs_qrdqn"): ("pairs_qrdqn", _pair_policy_codec),
 }
 
 

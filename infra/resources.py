@@ -358,3 +358,57 @@ class MonitoringResource(dg.ConfigurableResource):
         from ml.monitoring import DriftConfig
 
         return DriftConfig(**overrides(self, list(DriftConfig.model_fields)))
+
+
+class SectorBookResource(dg.ConfigurableResource):
+    """Sector-regime book settings (defaults: ``ml.sector_book.SectorBookSettings``,
+    ``ml.backtest.sector_book.SectorBookConfig``, ``ml.strategies.pairs.PairsConfig``,
+    ``ml.agents.qrdqn.QRDQNConfig``, ``ml.envs.pair_trading.PairEnvConfig``)."""
+
+    regime_source: str = Field(default="fold", description="fold: the fold's sector HMMs (lineage) | weekly_refit: "
+                               "basket HMMs refit every 5 sessions on the trailing 252 (the reference's policy; "
+                               "slower)")
+    groups_per_day: Optional[int] = Field(default=None, description="Groups the bandit trades per day. "
+                                          + _ML_DEFAULT.format("5"))
+    max_positions: Optional[int] = Field(default=None, description=_ML_DEFAULT.format("20"))
+    max_weight: Optional[float] = Field(default=None, description="Cap per name, fraction of equity. "
+                                        + _ML_DEFAULT.format("0.05"))
+    slippage_bps: Optional[float] = Field(default=None, description="Per side. " + _ML_DEFAULT.format("5"))
+    commission_bps: Optional[float] = Field(default=None, description="Per side. " + _ML_DEFAULT.format("1"))
+    borrow_rate: Optional[float] = Field(default=None, description="Annual fee on short gross. "
+                                         + _ML_DEFAULT.format("0.005"))
+    execution: Optional[str] = Field(default=None, description="next_open | close. " + _ML_DEFAULT.format("next_open"))
+    min_group_size: Optional[int] = Field(default=None, description="Stocks a group needs. " + _ML_DEFAULT.format("4"))
+    undersized: Optional[str] = Field(default=None, description="skip | merge (into 'Other'). "
+                                      + _ML_DEFAULT.format("skip"))
+    pairs_top_k: Optional[int] = Field(default=None, description="Pairs per group. " + _ML_DEFAULT.format("5"))
+    pairs_pvalue_max: Optional[float] = Field(default=None, description="Engle-Granger p-value a pair must reach. "
+                                              + _ML_DEFAULT.format("0.05"))
+    pairs_lookback: Optional[int] = Field(default=None, description="Trailing train sessions of the cointegration "
+                                          "test. " + _ML_DEFAULT.format("504"))
+    qrdqn_total_steps: Optional[int] = Field(default=None, description="QR-DQN transitions per fold.")
+    qrdqn_device: Optional[str] = Field(default=None, description="auto | cpu | cuda. " + _ML_DEFAULT.format("auto"))
+    seed: Optional[int] = None
+
+    def settings(self):
+        from ml.backtest.sector_book import SectorBookConfig
+        from ml.sector_book import SectorBookSettings
+        from ml.strategies.pairs import PairsConfig
+
+        book = SectorBookConfig(**overrides(self, ["groups_per_day", "max_positions", "max_weight", "slippage_bps",
+                                                   "commission_bps", "borrow_rate", "execution", "seed"]))
+        pairs = PairsConfig(**overrides(self, {"pairs_top_k": "top_k", "pairs_lookback": "lookback",
+                                               "pairs_pvalue_max": "pvalue_max"}))
+        return SectorBookSettings(book=book, pairs=pairs, **overrides(self, ["min_group_size", "undersized"]))
+
+    def qrdqn_config(self):
+        from ml.agents.qrdqn import QRDQNConfig
+
+        return QRDQNConfig(**overrides(self, {"qrdqn_total_steps": "total_steps", "qrdqn_device": "device",
+                                              "seed": "seed"}))
+
+    def env_config(self):
+        from ml.envs.pair_trading import PairEnvConfig
+
+        b = self.settings().book
+        return PairEnvConfig(cost_rate=b.cost_rate, borrow_rate=b.borrow_rate)

@@ -37,6 +37,7 @@ __all__ = [
     "sha256_bytes",
     "sha256_file",
     "torch_bytes",
+    "torch_from_bytes",
 ]
 
 
@@ -132,11 +133,16 @@ def torch_bytes(payload: Any) -> bytes:
     return buf.getvalue()
 
 
-def load_torch(path: str | os.PathLike[str], sha256: str | None) -> Any:
-    """Verified ``torch.load(..., weights_only=True, map_location="cpu")``."""
+def torch_from_bytes(data: bytes) -> Any:
+    """``torch.load(..., weights_only=True, map_location="cpu")`` of bytes (already verified by the caller)."""
     import torch
 
-    return torch.load(io.BytesIO(read_verified(path, sha256)), map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+def load_torch(path: str | os.PathLike[str], sha256: str | None) -> Any:
+    """Verified ``torch.load(..., weights_only=True, map_location="cpu")``."""
+    return torch_from_bytes(read_verified(path, sha256))
 
 
 def joblib_bytes(obj: Any, compress: int = 3) -> bytes:

@@ -17,6 +17,7 @@ from assets import (
     qlearning,
     regimes,
     research,
+    sector_book,
 )
 from infra.io_managers import model_io_manager, warehouse_io_manager
 from infra.resources import (
@@ -27,14 +28,16 @@ from infra.resources import (
     PrescreenResource,
     RegimeResource,
     RiskResource,
+    SectorBookResource,
     WarehouseResource,
 )
 from orchestration.jobs import ALL_JOBS
 from orchestration.schedules import nightly_schedule
 from orchestration.sensors import ALL_SENSORS
 
-ASSET_MODULES = [ingestion, features, folds, regimes, prescreen, policies, qlearning, evaluation, decisions, research]
-CHECK_MODULES = [ingestion_checks, features, regimes, prescreen, qlearning]
+ASSET_MODULES = [ingestion, features, folds, regimes, prescreen, policies, qlearning, evaluation, sector_book, decisions,
+                 research]
+CHECK_MODULES = [ingestion_checks, features, regimes, prescreen, qlearning, sector_book]
 
 
 def storage_resources(warehouse: WarehouseResource) -> dict:
@@ -51,6 +54,7 @@ DEFAULT_RESOURCES = {
     "policy": PolicyResource(),
     "risk": RiskResource(),
     "monitoring": MonitoringResource(),
+    "sector_book": SectorBookResource(),
 }
 
 defs = dg.Definitions(

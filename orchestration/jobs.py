@@ -19,15 +19,19 @@ import dagster as dg
 from assets.keys import (
     DECISIONS_DAILY,
     EVAL_FOLD,
+    EVAL_SECTOR_BOOK,
+    EVAL_SECTOR_BOOK_WALK_FORWARD,
     EVAL_WALK_FORWARD,
     FEATURES_DAILY,
     LABELS_FORWARD,
+    MODELS_PAIRS_QRDQN,
     MODELS_POLICY_ENSEMBLE,
     MODELS_POLICY_PPO,
     MODELS_POLICY_SAC,
     MODELS_POLICY_TD3,
     MODELS_PRESCREEN,
     MODELS_QLEARNING,
+    MODELS_SECTOR_PAIRS,
     MONITORING_DRIFT,
     REF_FOLDS,
     REF_TRADING_CALENDAR,
@@ -38,7 +42,8 @@ from assets.keys import (
 from infra.resources import LOOKAHEAD_MODE_TAG
 
 FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, MODELS_POLICY_SAC,
-                                       MODELS_POLICY_TD3, MODELS_POLICY_ENSEMBLE, MODELS_QLEARNING, EVAL_FOLD)
+                                       MODELS_POLICY_TD3, MODELS_POLICY_ENSEMBLE, MODELS_QLEARNING, EVAL_FOLD,
+                                       MODELS_SECTOR_PAIRS, MODELS_PAIRS_QRDQN, EVAL_SECTOR_BOOK)
 DECIDE_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM_LIVE, DECISIONS_DAILY, MONITORING_DRIFT)
 
 #: The nightly job's run config: incremental ingestion and incremental feature/label writes.
@@ -62,11 +67,12 @@ prepare_job = dg.define_asset_job(
 fold_job = dg.define_asset_job(
     "fold", selection=FOLD_ASSETS,
     description="Per-fold models and evaluation for one fold partition (sector HMMs, prescreen, PPO, SAC, TD3, "
-    "their ensemble, the Q-learning book, eval).",
+    "their ensemble, the Q-learning book, eval; the sector book's pairs, QR-DQN pair policy and evaluation).",
 )
 report_job = dg.define_asset_job(
-    "report", selection=dg.AssetSelection.assets(EVAL_WALK_FORWARD),
-    description="Across folds: the stitched walk-forward track, its report and the analyst views.",
+    "report", selection=dg.AssetSelection.assets(EVAL_WALK_FORWARD, EVAL_SECTOR_BOOK_WALK_FORWARD),
+    description="Across folds: the stitched walk-forward tracks (allocation and sector books), their reports and "
+    "the analyst views.",
 )
 decide_job = dg.define_asset_job(
     "decide", selection=DECIDE_ASSETS,

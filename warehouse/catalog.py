@@ -176,6 +176,41 @@ CATALOG: dict[tuple[str, ...], AssetStorage] = {
         "metrics": _t("eval.walk_forward_metrics", ("strategy", "cost_multiplier"),
                       "Walk-forward track metrics per strategy and cost multiplier."),
     }, views="views.sql"),
+    ("models", "sector_pairs"): AssetStorage({MAIN: _t(
+        "models.sector_pairs", ("pair",),
+        "Per fold: the cointegrated pairs of each stock group (Engle-Granger on log closes over the train window's "
+        "trailing lookback): hedge ratio, intercept, p-value, half-life (sessions), rank in the group.")},
+        per_fold=True),
+    ("models", "pairs_qrdqn"): AssetStorage({MAIN: _t(
+        "models.pairs_qrdqn_training", ("iteration",),
+        "QR-DQN pair-policy training curve per fold: transitions, episode return, loss, epsilon, steps/s.")},
+        per_fold=True),
+    ("eval", "sector_book"): AssetStorage({
+        MAIN: _t("eval.sector_book_daily", ("strategy", "date"),
+                 "Sector book per fold, variant (and SPY / equal-weight stock comparisons) and earned day: net and "
+                 "gross return, turnover, cost, borrow, equity, long / short exposure, names held, groups traded."),
+        "trades": _t("eval.sector_book_trades", ("strategy", "ticker", "entry_date"),
+                     "Sector-book trades per fold and variant: ticker, group, sleeve (bull / bear / pairs), side, "
+                     "entry and exit decision dates, P&L (fraction of equity, costs and borrow included), sessions "
+                     "held, closed."),
+        "posterior": _t("eval.sector_book_posterior", ("strategy", "group"),
+                        "Thompson bandit posterior per fold and variant at the end of the test window: Beta alpha, "
+                        "beta, mean, sd, closed trades, wins, days selected."),
+        "regimes": _t("eval.sector_book_regimes", ("date", "group"),
+                      "Per fold, decision day and stock group: the group's regime (Bull / Sideways / Bear) and "
+                      "whether the bandit selected it (variant sector_book)."),
+        "metrics": _t("eval.sector_book_metrics", ("strategy", "cost_multiplier"),
+                      "Sector-book test-window metrics per fold, strategy and cost multiplier, with trade "
+                      "statistics and the pair policy used (qrdqn | zscore (fallback))."),
+    }, per_fold=True, views="sector_book_views.sql"),
+    ("eval", "sector_book_walk_forward"): AssetStorage({
+        MAIN: _t("eval.sector_book_walk_forward_daily", ("strategy", "date"),
+                 "Stitched sector-book track of the yearly folds, per strategy and day."),
+        "metrics": _t("eval.sector_book_walk_forward_metrics", ("strategy", "cost_multiplier"),
+                      "Sector-book walk-forward metrics per strategy and cost multiplier, with trade statistics."),
+        "reference": _t("eval.sector_book_reference_window", ("strategy", "cost_multiplier"),
+                        "The sector book over the design's published window 2025-03-15 .. 2025-12-15."),
+    }, views="sector_book_wf_views.sql"),
     ("regimes", "sector_hmm_live"): AssetStorage({MAIN: _t(
         "regimes.sector_hmm_live", ("sector", "date"),
         "Sector HMM probabilities from the deployed fold's HMMs, each sector up to its last observed session "
