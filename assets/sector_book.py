@@ -167,6 +167,10 @@ def sector_book_fold(context: dg.AssetExecutionContext, sector_book: SectorBookR
     cfg = sector_book.settings()
     window = bars.filter(pl.col("date") <= fold.test_end)
     groups = universe_groups(window, sectors, cfg)
+    if groups.is_empty():
+        context.log.warning(f"no GICS group has {cfg.min_group_size}+ stocks in this universe (undersized groups: "
+                            f"{cfg.undersized}): the sector book holds cash; set sector_book.undersized=merge or "
+                            "sector_book.min_group_size to trade small universes")
     policy = qrdqn.model.load(context.log.warning)  # None (logged) when the file is unreadable
     if policy is None:
         context.log.warning(f"fold {fold.key}: QR-DQN pair policy unavailable: the QR-DQN variants use the z-score "

@@ -98,6 +98,9 @@ class PairPolicyFile:
         except (OSError, ValueError) as exc:
             warn(f"QR-DQN pair policy {self.path}: {exc}; falling back to the z-score rule")
             return None
+        if not blob:  # written for a fold without pairs
+            warn("no QR-DQN pair policy for this fold (it had no cointegrated pair): the pair sleeves stay flat")
+            return None
         return load_pair_policy(blob, warn)
 
 

@@ -231,3 +231,44 @@ def test_weekly_refit_probabilities_are_causal():
     b = again.filter(pl.col("date") <= cut).select("p_bull", "p_bear").to_numpy()
     assert np.allclose(a, b)
     assert not np.allclose(full.select("p_bull").to_numpy(), again.select("p_bull").to_numpy())
+
+
+# ----------------------------------------------------------------------------- one fold, end to end (ml only)
+def _fold_inputs(stocks_per_sector: int):
+    from ml.data.synthetic import generate_market
+    from ml.data.universe import Universe
+    from ml.features.pipeline import compute_features
+    from ml.regimes.hmm import HmmConfig, SectorHmms, fit_sector_hmms, sector_observations
+
+    m = generate_market(Universe(sector_etfs=["XLK", "XLF"], include_stocks=True, history_start=date(2016, 1, 1),
+                                 history_end=date(2019, 12, 31)), seed=5, n_stocks_per_sector=stocks_per_sector)
+    cfg = HmmConfig(mode="basket", restarts=1)
+    obs = sector_observations(m.bars, m.sectors, cfg)
+    hmms = SectorHmms(fit_sector_hmms(obs, date(2016, 1, 1), date(2018, 11, 30), cfg), cfg)
+    return m, compute_features(m.bars, m.index_bars), hmms.probabilities(m.bars, m.sectors)
+
+
+@pytest.mark.parametrize("per_sector", [2, 5])
+def test_run_fold_book_end_to_end(per_sector):
+    from ml.sector_book import BOOK_VARIANTS, COMPARISONS, SectorBookSettings, run_fold_book, universe_groups
+    from ml.strategies.pairs import PairsConfig, pair_states, select_pairs
+
+    m, feats, probs = _fold_inputs(per_sector)
+    cfg = SectorBookSettings(pairs=PairsConfig(pvalue_max=0.5, lookback=252))
+    groups = universe_groups(m.bars, m.sectors, cfg)
+    assert groups.is_empty() == (per_sector < 4)
+    pairs = select_pairs(m.bars.filter(pl.col("date") <= date(2018, 11, 30)), groups, date(2016, 1, 1),
+                         date(2018, 11, 30), cfg.pairs)
+    states = pair_states(m.bars, feats, pairs, groups, cfg.pairs)
+    book = run_fold_book(m.bars, groups, probs, pairs, states, None, date(2019, 1, 2), date(2019, 12, 31), cfg)
+    assert set(book.daily["strategy"]) == set(BOOK_VARIANTS) | set(COMPARISONS)
+    assert book.pair_policy == "zscore (fallback)"
+    assert book.daily["date"].min() >= date(2019, 1, 2)
+    traded = book.daily.filter(pl.col("strategy") == "sector_book")
+    if per_sector < 4:  # no group: the book holds cash, the comparisons still run
+        assert (traded["net_return"] == 0).all() and book.trades.is_empty()
+    else:
+        assert traded["positions"].max() > 0 and traded["positions"].max() <= 20
+        assert book.trades.height > 0
+        assert (book.daily.filter(pl.col("strategy") == "sector_book_long_only")["short_exposure"] == 0).all()
+    assert book.metrics.filter(pl.col("strategy") == "ew_stocks")["trades"].is_null().all()

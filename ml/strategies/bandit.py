@@ -21,8 +21,6 @@ class ThompsonBandit:
     """Beta-Bernoulli Thompson sampling over named arms (stock groups)."""
 
     def __init__(self, groups: Sequence[str], seed: int = 0, prior: tuple[float, float] = (1.0, 1.0)):
-        if not groups:
-            raise ValueError("the bandit needs at least one group")
         self.groups = list(groups)
         self._index = {g: i for i, g in enumerate(self.groups)}
         self.alpha = np.full(len(self.groups), float(prior[0]))
