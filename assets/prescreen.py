@@ -2,7 +2,7 @@
 import dagster as dg
 import polars as pl
 
-from assets._metadata import md_table
+from assets._metadata import fold_lookahead_result, md_table
 from assets.keys import FEATURES_DAILY, LABELS_FORWARD, MODELS_PRESCREEN, RAW_BARS, RAW_INDEX_BARS, REF_FOLDS, REGIMES_VIX
 from infra.io_managers import FoldModel, LoadedModel
 from infra.partitions import folds_partitions
@@ -80,8 +80,4 @@ def prescreen_scores_no_lookahead(context: dg.AssetCheckExecutionContext, featur
 
     report = check_lookahead(scores, window, index_bars.filter(pl.col("date") <= fold.test_end),
                              **features.fold_lookahead_kwargs())
-    context.log.info(report.summary())
-    return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
-        "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,
-        "fold": fold.key, "tickers": list(ALLOCATION_ASSETS), "cutoffs": [d.isoformat() for d in report.cutoffs],
-        "elapsed_s": round(report.elapsed_s, 2)})
+    return fold_lookahead_result(context, report, fold.key, tickers=list(ALLOCATION_ASSETS))

@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from assets._metadata import md_table
+from assets._metadata import fold_lookahead_result, md_table
 from assets.keys import FEATURES_DAILY, MODELS_QLEARNING, RAW_BARS, RAW_INDEX_BARS, REF_FOLDS
 from infra.io_managers import FoldModel, LoadedModel
 from infra.partitions import folds_partitions
@@ -107,8 +107,4 @@ def qlearning_states_no_lookahead(context: dg.AssetCheckExecutionContext, featur
     window = bars.filter(pl.col("date") <= fold.test_end)
     report = check_lookahead(states, window, index_bars.filter(pl.col("date") <= fold.test_end),
                              **features.fold_lookahead_kwargs())
-    context.log.info(report.summary())
-    return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
-        "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,
-        "fold": fold.key, "checked_columns": len(report.checks),
-        "cutoffs": [d.isoformat() for d in report.cutoffs], "elapsed_s": round(report.elapsed_s, 2)})
+    return fold_lookahead_result(context, report, fold.key)

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from assets._metadata import md_table
+from assets._metadata import fold_lookahead_result, md_table
 from assets.keys import (
     RAW_BARS,
     RAW_INDEX_BARS,
@@ -106,11 +106,7 @@ def sector_hmm_no_lookahead(context: dg.AssetCheckExecutionContext, features: Fe
         return out.drop("state").rename({"sector": "ticker"})
 
     report = check_lookahead(probabilities, window, **features.fold_lookahead_kwargs())
-    context.log.info(report.summary())
-    return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
-        "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,
-        "fold": fold.key, "cutoffs": [d.isoformat() for d in report.cutoffs],
-        "elapsed_s": round(report.elapsed_s, 2)})
+    return fold_lookahead_result(context, report, fold.key)
 
 
 @dg.asset(key=REGIMES_SECTOR_HMM_LIVE, group_name=GROUP, kinds={"duckdb"}, automation_condition=eager_when_checks_pass(),

@@ -7,7 +7,7 @@ and the QR-DQN policy are fitted on the fold's train window only; the test windo
 import dagster as dg
 import polars as pl
 
-from assets._metadata import md_table
+from assets._metadata import fold_lookahead_result, md_table
 from assets.keys import (
     EVAL_SECTOR_BOOK,
     EVAL_SECTOR_BOOK_WALK_FORWARD,
@@ -106,11 +106,7 @@ def pair_states_no_lookahead(context: dg.AssetCheckExecutionContext, features: F
 
     report = check_lookahead(states, window, index_bars.filter(pl.col("date") <= fold.test_end),
                              **features.fold_lookahead_kwargs())
-    context.log.info(report.summary())
-    return dg.AssetCheckResult(passed=report.passed, description=report.summary(), metadata={
-        "report": dg.MetadataValue.md(report.to_markdown()), "failed_columns": report.failed_features,
-        "fold": fold.key, "checked_columns": len(report.checks),
-        "cutoffs": [d.isoformat() for d in report.cutoffs], "elapsed_s": round(report.elapsed_s, 2)})
+    return fold_lookahead_result(context, report, fold.key)
 
 
 def _pair_states(bars, features, pairs, sectors, cfg):
