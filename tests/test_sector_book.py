@@ -272,3 +272,26 @@ def test_run_fold_book_end_to_end(per_sector):
         assert book.trades.height > 0
         assert (book.daily.filter(pl.col("strategy") == "sector_book_long_only")["short_exposure"] == 0).all()
     assert book.metrics.filter(pl.col("strategy") == "ew_stocks")["trades"].is_null().all()
+
+
+def test_targets_at_t_ignore_everything_after_t():
+    """The book's inputs at the close of t (momentum, regimes, pair positions) are read at rows <= t only:
+    garbling every later row leaves the day's targets unchanged."""
+    t_n, s = 60, 8
+    rng = np.random.default_rng(4)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, (t_n, s)), axis=0))
+    regime = rng.integers(0, 3, (t_n, 2))
+    pos = rng.uniform(-1, 1, (t_n, 1))
+    pairs = dict(pair_group=np.array([1]), pair_a=np.array([4]), pair_b=np.array([5]), pair_w_a=np.array([0.5]),
+                 pair_w_b=np.array([-0.5]), pair_position=pos)
+    m = _market(close, regime, [[0, 1, 2, 3], [4, 5, 6, 7]], pairs)
+    cfg = SectorBookConfig(groups_per_day=2)
+    for t in (25, 40, 58):
+        before, _ = book_targets(m, t, [0, 1], cfg)
+        g_close, g_regime, g_pos = close.copy(), regime.copy(), pos.copy()
+        g_close[t + 1:] = rng.uniform(1, 1000, g_close[t + 1:].shape)
+        g_regime[t + 1:] = (g_regime[t + 1:] + 1) % 3
+        g_pos[t + 1:] = -g_pos[t + 1:]
+        garbled = _market(g_close, g_regime, [[0, 1, 2, 3], [4, 5, 6, 7]], {**pairs, "pair_position": g_pos})
+        after, _ = book_targets(garbled, t, [0, 1], cfg)
+        assert np.array_equal(before, after)
