@@ -70,7 +70,7 @@ class PairEnvConfig(BaseModel):
 def _as_f64(x: Any) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         return x.detach().to("cpu", torch.float64)
-    return torch.as_tensor(np.asarray(x, dtype=np.float64))
+    return torch.from_numpy(np.array(x, dtype=np.float64))  # a copy: inputs may be read-only views
 
 
 def usable_rows(states: Any, spread_returns: Any, hedge_ratios: Any = None) -> torch.Tensor:
