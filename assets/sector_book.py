@@ -59,9 +59,9 @@ def sector_pairs(context: dg.AssetExecutionContext, sector_book: SectorBookResou
     (its trailing ``pairs.lookback`` sessions): hedge ratio, p-value, half-life. Fixed for the fold."""
     fold = fold_from_frame(folds, context.partition_key)
     cfg = sector_book.settings()
-    groups = universe_groups(bars, sectors, cfg)
-    pairs = select_pairs(bars.filter(pl.col("date") <= fold.train_end), groups, fold.train_start, fold.train_end,
-                         cfg.pairs)
+    train = bars.filter(pl.col("date") <= fold.train_end)
+    groups = universe_groups(train, sectors, cfg)  # membership as known at the train end
+    pairs = select_pairs(train, groups, fold.train_start, fold.train_end, cfg.pairs)
     per_group = pairs.group_by("group").len().sort("group")
     context.log.info(f"fold {fold.key}: {pairs.height} cointegrated pairs (p <= {cfg.pairs.pvalue_max}) in "
                      f"{per_group.height} of {groups['group'].n_unique()} groups: "
@@ -93,7 +93,7 @@ def pair_states_no_lookahead(context: dg.AssetCheckExecutionContext, features: F
     fold = fold_from_frame(folds, pairs["fold"][0])  # the run's fold partition (the IO manager loads only it)
     pairs = pairs.drop("fold")
     cfg = sector_book.settings()
-    groups = universe_groups(bars, sectors, cfg)
+    groups = universe_groups(bars.filter(pl.col("date") <= fold.train_end), sectors, cfg)
     used = set(pairs["ticker_a"]) | set(pairs["ticker_b"]) | {cfg.pairs.market_ticker}
     used |= set(groups.filter(pl.col("group").is_in(pairs["group"].unique().to_list()))["ticker"])
     days = bars.filter(pl.col("ticker") == cfg.pairs.market_ticker)["date"].unique().sort()

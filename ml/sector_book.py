@@ -7,8 +7,8 @@ Variants (all over the same earned days, costs and timing; :mod:`ml.backtest.sec
 * ``sector_book_zscore``: the same with the z-score rule (entry |z| > 2, exit |z| < 0.5) for the pairs;
 * ``sector_book_all_groups``: QR-DQN pairs, no bandit (every group with a regime, capital split evenly);
 * ``sector_book_long_only``: QR-DQN book, bandit, no shorts (bear and pair capital stays in cash);
-* comparisons: ``spy_buy_hold`` and ``ew_stocks`` (equal weight over every stock with a bar, rebalanced on
-  the first session of each month), long-only, through the same accounting.
+* comparisons: ``spy_buy_hold`` and ``ew_stocks`` (equal weight over the book's stocks - the members of its
+  groups - with a bar, rebalanced on the first session of each month), long-only, through the same accounting.
 
 When the fold's QR-DQN model is missing or unreadable the QR-DQN variants fall back to the z-score rule
 (``pair_policy = "zscore (fallback)"`` in the metrics; logged by the caller).
@@ -162,6 +162,10 @@ def run_fold_book(bars: pl.DataFrame, groups: pl.DataFrame, sector_probs: pl.Dat
     first = bars.filter((pl.col("ticker") == "SPY") & (pl.col("date") < test_start))["date"].sort()
     start = first[-HISTORY_SESSIONS] if first.len() >= HISTORY_SESSIONS else first.min()
     regimes = group_regimes(groups, sector_probs)
+    members = set(groups["ticker"])
+    if pairs.height:  # pairs chosen at the train end whose group or legs are not in the book's groups now
+        pairs = pairs.filter(pl.col("group").is_in(groups["group"].unique().to_list())
+                             & pl.col("ticker_a").is_in(list(members)) & pl.col("ticker_b").is_in(list(members)))
     market = build_market(bars, groups, regimes, pairs, start, test_end)
     d = market.dates.astype("datetime64[D]")
     lo = int(np.searchsorted(d, np.datetime64(test_start, "D")))

@@ -57,7 +57,7 @@ def group_regimes(groups: pl.DataFrame, sector_probs: pl.DataFrame) -> pl.DataFr
     (the most likely state). A group whose sectors have no probabilities on a date has no row (no regime, no
     trade). Known at the close of ``date``."""
     p = ["p_bull", "p_sideways", "p_bear"]
-    probs = sector_probs.select("sector", "date", *p).drop_nulls(p)
+    probs = sector_probs.select("sector", "date", *p).fill_nan(None).drop_nulls(p)
     out = (groups.join(probs, on="sector", how="inner")
            .group_by("group", "date").agg(*[pl.col(c).mean() for c in p],
                                            pl.col("sector").n_unique().alias("n_sectors")))
