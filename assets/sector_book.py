@@ -26,6 +26,7 @@ from infra.io_managers import FoldModel, LoadedModel
 from infra.partitions import folds_partitions
 from infra.resources import FeatureStoreResource, SectorBookResource, WarehouseResource
 from infra.version import code_version
+from ml.evaluation import stitch_walk_forward
 from ml.folds import fold_from_frame, yearly_keys
 from ml.lookahead import check_lookahead
 from ml.sector_book import (
@@ -34,7 +35,6 @@ from ml.sector_book import (
     SURVIVORSHIP_NOTE,
     book_metrics,
     run_fold_book,
-    stitch,
     universe_groups,
     window_metrics,
 )
@@ -226,7 +226,7 @@ def sector_book_walk_forward(context: dg.AssetExecutionContext, sector_book: Sec
     missing = sorted(set(yearly) - set(keys))
     if missing:
         context.log.warning(f"sector-book track without folds {missing} (not evaluated yet)")
-    track = stitch(daily, keys)
+    track = stitch_walk_forward(daily, keys)
     trades = books["trades"].filter(pl.col("fold").is_in(keys))
     metrics = book_metrics(track, trades)
     lo, hi = PUBLISHED["window"]

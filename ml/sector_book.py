@@ -241,14 +241,3 @@ def window_metrics(daily: pl.DataFrame, trades: pl.DataFrame, start: date, end: 
     d = daily.filter(pl.col("date").is_between(start, end))
     tr = trades.filter(pl.col("entry_date").is_between(start, end))
     return book_metrics(d, tr, cost_multipliers=(1.0,))
-
-
-def stitch(daily: pl.DataFrame, fold_order: list[str]) -> pl.DataFrame:
-    """The folds' test windows per strategy in time order, equity compounded across folds from 1.0."""
-    order = {k: i for i, k in enumerate(fold_order)}
-    track = (daily.filter(pl.col("fold").is_in(fold_order))
-             .with_columns(pl.col("fold").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
-             .sort("strategy", "_o", "date").drop("_o"))
-    if track.select(pl.struct("strategy", "date").is_duplicated().any()).item():
-        raise ValueError("sector-book folds overlap: a (strategy, date) appears twice")
-    return track.with_columns((1.0 + pl.col("net_return")).cum_prod().over("strategy").alias("equity"))
