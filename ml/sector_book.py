@@ -69,10 +69,11 @@ def universe_groups(bars: pl.DataFrame, sectors: pl.DataFrame, settings: SectorB
     return stock_groups(sectors, set(bars["ticker"].unique()), settings.min_group_size, settings.undersized)
 
 
-def _wide(bars: pl.DataFrame, dates: pl.Series, tickers: list[str], column: str) -> np.ndarray:
-    frame = (bars.filter(pl.col("ticker").is_in(tickers)).select("date", "ticker", column)
-             .pivot(on="ticker", index="date", values=column))
-    out = pl.DataFrame({"date": dates}).join(frame, on="date", how="left")
+def wide_column(frame: pl.DataFrame, dates: pl.Series, tickers: list[str], column: str) -> np.ndarray:
+    """``column`` of a long ``ticker, date`` frame as ``[dates, tickers]`` floats (NaN where a row is missing)."""
+    wide = (frame.filter(pl.col("ticker").is_in(tickers)).select("date", "ticker", pl.col(column).cast(pl.Float64))
+            .pivot(on="ticker", index="date", values=column))
+    out = pl.DataFrame({"date": dates}).join(wide, on="date", how="left")
     for t in tickers:
         if t not in out.columns:
             out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias(t))
@@ -103,7 +104,7 @@ def build_market(bars: pl.DataFrame, groups: pl.DataFrame, regimes: pl.DataFrame
     b = pairs["hedge_ratio"].to_numpy().astype(float) if pairs.height else np.zeros(0)
     return BookMarket(
         dates=dates.to_numpy(), tickers=tickers,
-        close=_wide(bars, dates, tickers, "close"), open_=_wide(bars, dates, tickers, "open"),
+        close=wide_column(bars, dates, tickers, "close"), open_=wide_column(bars, dates, tickers, "open"),
         groups=names, members=members, regime=regime.astype(np.int64),
         pair_group=np.array([gi.get(g, -1) for g in pairs["group"]], dtype=np.int64) if pairs.height else np.zeros(0, np.int64),
         pair_a=np.array([col[t] for t in pairs["ticker_a"]], dtype=np.int64) if pairs.height else np.zeros(0, np.int64),
@@ -210,12 +211,13 @@ def run_fold_book(bars: pl.DataFrame, groups: pl.DataFrame, sector_probs: pl.Dat
 
 
 def book_metrics(daily: pl.DataFrame, trades: pl.DataFrame, cost_multipliers=(1.0, 2.0, 3.0),
-                 seed: int = 0) -> pl.DataFrame:
+                 seed: int = 0, variants: tuple[str, ...] = BOOK_VARIANTS,
+                 benchmarks: tuple[str, ...] = BENCHMARKS) -> pl.DataFrame:
     """``ml.metrics.metrics_table`` per strategy at each cost multiplier (net = gross - m x cost; Sharpe CIs by
-    the stationary bootstrap, differences vs SPY and the equal-weight stocks) plus the closed-trade statistics
-    of each book variant (null for the comparisons)."""
+    the stationary bootstrap, differences vs ``benchmarks``: SPY and the equal-weight stocks) plus the
+    closed-trade statistics of each book variant in ``variants`` (null for the comparisons)."""
     names = daily["strategy"].unique(maintain_order=True).to_list()
-    stats = {s: trade_statistics(trades.filter(pl.col("strategy") == s)) for s in names if s in BOOK_VARIANTS}
+    stats = {s: trade_statistics(trades.filter(pl.col("strategy") == s)) for s in names if s in variants}
     tables = []
     for mult in cost_multipliers:
         t = daily.with_columns((pl.col("gross_return") - mult * pl.col("cost")).alias("net_return"))
@@ -223,7 +225,7 @@ def book_metrics(daily: pl.DataFrame, trades: pl.DataFrame, cost_multipliers=(1.
         dates = series[names[0]]["date"].to_numpy()
         table = metrics.metrics_table({s: f["net_return"].to_numpy() for s, f in series.items()}, dates,
                                       {s: f["turnover"].to_numpy() for s, f in series.items()},
-                                      benchmark_names=[b for b in BENCHMARKS if b in names], seed=seed)
+                                      benchmark_names=[b for b in benchmarks if b in names], seed=seed)
         extra = pl.DataFrame([{"strategy": s, "cost_drag": float((mult * series[s]["cost"]).sum()),
                                "avg_gross_exposure": float((series[s]["long_exposure"] + series[s]["short_exposure"]).mean()),
                                **stats.get(s, {k: None for k in ("trades", "win_rate", "avg_win", "avg_loss",
