@@ -14,7 +14,7 @@ from ml.lookahead import check_lookahead
 from ml.prescreen import evaluate_prescreen, score_prescreen, train_prescreen
 from ml.regimes.vix import vix_regimes
 
-CAUSAL_GENERATIONS = 3  # train-window blocks when a policy observes the scores (g1, g2 score 2/3 of the window)
+CAUSAL_GENERATIONS = 3  # train-window blocks by default (g1, g2 score 2/3 of the window: the stock book's RL trains there)
 
 
 @dg.asset(key=MODELS_PRESCREEN, partitions_def=folds_partitions, group_name="prescreen",
@@ -25,12 +25,15 @@ def prescreen_models(context: dg.AssetExecutionContext, prescreen: PrescreenReso
                      features: pl.DataFrame, labels: pl.DataFrame, vix: pl.DataFrame, folds: pl.DataFrame) -> FoldModel:
     """Six models = {buy, sell} × {low, moderate, high} VIX regime (extreme folds into high), each an
     RF + HGB ensemble tuned by purged k-fold CV inside the train window; in causal generations (a score
-    dated t comes from models whose labels all ended before t) when a policy observes the scores.
+    dated t comes from models whose labels all ended before t; 3 unless ``prescreen.generations`` is set): the
+    stock book's RL members and a policy observing the scores read the train window's scores.
     Test-window scores, AUC / precision@k / Brier / calibration go to the warehouse; the models to the
     fold's ``prescreen`` artifact."""
     fold = fold_from_frame(folds, context.partition_key)
     cfg = prescreen.config()
-    if policy.env_config().observation.prescreen and cfg.generations < 2:  # the policy needs train-window scores
+    if prescreen.generations is None:  # the stock book's RL members train on the train window's scores
+        cfg = cfg.model_copy(update={"generations": CAUSAL_GENERATIONS})
+    elif policy.env_config().observation.prescreen and cfg.generations < 2:  # the policy needs train-window scores
         cfg = cfg.model_copy(update={"generations": CAUSAL_GENERATIONS})
         context.log.info(f"the configured policy observes prescreen scores: {CAUSAL_GENERATIONS} causal generations")
     features = features.filter(pl.col("date") <= fold.test_end).drop("source", "computed_at", strict=False)

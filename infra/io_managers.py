@@ -108,6 +108,39 @@ def _pair_policy_codec() -> Codec:
     return Codec("pt", lambda m, meta: b"" if m is None else m.to_bytes(), PairPolicyFile)  # b"": no pairs, no policy
 
 
+@dataclass(frozen=True)
+class StockPolicyFile:
+    """A fold's stock RL ensemble, read on demand: :meth:`load` returns None (and warns why) when the file is
+    missing, fails its SHA-256 or does not deserialise, so the stock book runs without the RL signal."""
+
+    path: Path
+    sha256: str
+
+    def load(self, warn: Callable[[str], None]):
+        from ml.agents.stock_policy import load_stock_policy
+        from ml.artifacts import read_verified
+
+        try:
+            blob = read_verified(self.path, self.sha256)
+        except (OSError, ValueError) as exc:
+            warn(f"stock RL policy {self.path}: {exc}; the stock book runs without the RL signal")
+            return None
+        if not blob:  # written for a fold without RL members
+            warn("no stock RL policy for this fold: the stock book runs without the RL signal")
+            return None
+        try:
+            return load_stock_policy(blob)
+        except ValueError as exc:
+            warn(f"stock RL policy {self.path}: {exc}; the stock book runs without the RL signal")
+            return None
+
+
+def _stock_policy_codec() -> Codec:
+    from ml.agents.stock_policy import stock_policy_bytes
+
+    return Codec("pt", lambda m, meta: b"" if m is None else stock_policy_bytes(m), StockPolicyFile)
+
+
 #: Asset key path -> (artifact kind, codec factory).
 CODECS: dict[tuple[str, ...], tuple[str, Callable[[], Codec]]] = {
     ("regimes", "sector_hmm"): ("sector_hmm", _hmm_codec),
@@ -118,6 +151,7 @@ CODECS: dict[tuple[str, ...], tuple[str, Callable[[], Codec]]] = {
     ("models", "policy_ensemble"): ("policy_ensemble", _policy_codec),
     ("models", "qlearning"): ("qlearning", _joblib_codec),
     ("models", "pairs_qrdqn"): ("pairs_qrdqn", _pair_policy_codec),
+    ("models", "stock_rl"): ("stock_rl", _stock_policy_codec),
 }
 
 

@@ -181,7 +181,9 @@ class PrescreenResource(dg.ConfigurableResource):
     cv_splits: Optional[int] = Field(default=None, description="Purged k-fold splits for hyper-parameter choice. "
                                      + _ML_DEFAULT.format("3"))
     generations: Optional[int] = Field(default=None, description="Causal model generations over the train window "
-                                       "(scores on the train window come from models trained on earlier labels only).")
+                                       "(scores on the train window come from models trained on earlier labels only). "
+                                       "None = 3 (the stock book's RL members train on the scored 2/3 of the window; "
+                                       "1 = final models only, ~3x faster, and the stock book runs without RL).")
     n_jobs: Optional[int] = Field(default=None, description="Worker processes across model slots. "
                                   + _ML_DEFAULT.format("2"))
     seed: Optional[int] = None
@@ -412,3 +414,61 @@ class SectorBookResource(dg.ConfigurableResource):
 
         b = self.settings().book
         return PairEnvConfig(cost_rate=b.cost_rate, borrow_rate=b.borrow_rate)
+
+
+class StockBookResource(dg.ConfigurableResource):
+    """Stock-book settings (defaults: ``ml.stock_book.StockBookSettings``, ``ml.decision_engine.EngineConfig``,
+    ``ml.envs.stock_env.StockEnvConfig``, ``ml.agents.stock_ppo.StockPPOConfig``,
+    ``ml.agents.stock_offpolicy.StockOffPolicyConfig``)."""
+
+    top_n: Optional[int] = Field(default=None, description="Candidates per day by P(buy), plus names held. "
+                                 + _ML_DEFAULT.format("25"))
+    weighting: Optional[str] = Field(default=None, description="conviction | max_sharpe (position weights among "
+                                     "BUYs of the main variant). " + _ML_DEFAULT.format("conviction"))
+    threshold: Optional[float] = Field(default=None, description="BUY / SELL threshold on the conviction. "
+                                       + _ML_DEFAULT.format("0.15"))
+    stop_loss_floor: Optional[float] = Field(default=None, description=_ML_DEFAULT.format("0.05"))
+    min_trade: Optional[float] = Field(default=None, description="Fraction of equity. " + _ML_DEFAULT.format("0.005"))
+    cooldown_days: Optional[int] = Field(default=None, description="Sessions before a held name is resized again. "
+                                         + _ML_DEFAULT.format("5"))
+    slippage_bps: Optional[float] = Field(default=None, description="Per side. " + _ML_DEFAULT.format("5"))
+    commission_bps: Optional[float] = Field(default=None, description="Per side. " + _ML_DEFAULT.format("1"))
+    rl_members: str = Field(default="ppo,sac,td3", description="Comma-separated RL members of the stock ensemble "
+                            "(ppo, sac, td3); empty = no RL signal (the engine renormalises its weights).")
+    rl_device: Optional[str] = Field(default=None, description="auto | cpu | cuda. " + _ML_DEFAULT.format("auto"))
+    ppo_total_steps: Optional[int] = Field(default=None, description="PPO transitions per fold.")
+    offpolicy_total_steps: Optional[int] = Field(default=None, description="SAC / TD3 transitions per fold.")
+    seed: Optional[int] = None
+
+    def members(self) -> list[str]:
+        names = [m.strip() for m in self.rl_members.split(",") if m.strip()]
+        bad = sorted(set(names) - {"ppo", "sac", "td3"})
+        if bad:
+            raise ValueError(f"stock_book.rl_members: unknown member(s) {bad}; choose from ppo, sac, td3")
+        return names
+
+    def settings(self):
+        from ml.decision_engine import EngineConfig
+        from ml.stock_book import StockBookSettings
+
+        engine = EngineConfig(**overrides(self, ["weighting", "threshold", "stop_loss_floor", "min_trade",
+                                                 "cooldown_days"]))
+        return StockBookSettings(engine=engine, **overrides(self, ["top_n", "slippage_bps", "commission_bps"]))
+
+    def env_config(self):
+        from ml.envs.stock_env import StockEnvConfig
+
+        s = self.settings()
+        return StockEnvConfig(top_n=s.top_n, cost_rate=s.cost_rate, threshold=s.engine.threshold)
+
+    def ppo_config(self):
+        from ml.agents.stock_ppo import StockPPOConfig
+
+        return StockPPOConfig(**overrides(self, {"ppo_total_steps": "total_steps", "rl_device": "device",
+                                                 "seed": "seed"}))
+
+    def offpolicy_config(self):
+        from ml.agents.stock_offpolicy import StockOffPolicyConfig
+
+        return StockOffPolicyConfig(**overrides(self, {"offpolicy_total_steps": "total_steps", "rl_device": "device",
+                                                       "seed": "seed"}))

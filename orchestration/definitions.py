@@ -18,6 +18,7 @@ from assets import (
     regimes,
     research,
     sector_book,
+    stock_book,
 )
 from infra.io_managers import model_io_manager, warehouse_io_manager
 from infra.resources import (
@@ -29,15 +30,16 @@ from infra.resources import (
     RegimeResource,
     RiskResource,
     SectorBookResource,
+    StockBookResource,
     WarehouseResource,
 )
 from orchestration.jobs import ALL_JOBS
 from orchestration.schedules import nightly_schedule
 from orchestration.sensors import ALL_SENSORS
 
-ASSET_MODULES = [ingestion, features, folds, regimes, prescreen, policies, qlearning, evaluation, sector_book, decisions,
-                 research]
-CHECK_MODULES = [ingestion_checks, features, regimes, prescreen, qlearning, sector_book]
+ASSET_MODULES = [ingestion, features, folds, regimes, prescreen, policies, qlearning, evaluation, sector_book, stock_book,
+                 decisions, research]
+CHECK_MODULES = [ingestion_checks, features, regimes, prescreen, qlearning, sector_book, stock_book]
 
 
 def storage_resources(warehouse: WarehouseResource) -> dict:
@@ -55,6 +57,7 @@ DEFAULT_RESOURCES = {
     "risk": RiskResource(),
     "monitoring": MonitoringResource(),
     "sector_book": SectorBookResource(),
+    "stock_book": StockBookResource(),
 }
 
 defs = dg.Definitions(

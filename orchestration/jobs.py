@@ -2,7 +2,8 @@
 
 * ``prepare``: everything that is not per fold (ingestion, features, labels, VIX regimes, folds) with checks;
   the feature store's look-ahead check runs in full mode (96 cutoffs, every calendar class).
-* ``fold``: the per-fold assets (sector HMMs, prescreen, policies, evaluation), one run per fold partition.
+* ``fold``: the per-fold assets (sector HMMs, prescreen, policies, evaluation, the sector and stock books), one run
+  per fold partition.
 * ``report``: the walk-forward track over all folds, its report and the analyst views.
 * ``decide``: the deployed fold's live sector-HMM states, the daily decision and the drift statistics
   (no ingestion).
@@ -21,6 +22,8 @@ from assets.keys import (
     EVAL_FOLD,
     EVAL_SECTOR_BOOK,
     EVAL_SECTOR_BOOK_WALK_FORWARD,
+    EVAL_STOCK_BOOK,
+    EVAL_STOCK_BOOK_WALK_FORWARD,
     EVAL_WALK_FORWARD,
     FEATURES_DAILY,
     LABELS_FORWARD,
@@ -32,6 +35,8 @@ from assets.keys import (
     MODELS_PRESCREEN,
     MODELS_QLEARNING,
     MODELS_SECTOR_PAIRS,
+    MODELS_STOCK_FUNNEL,
+    MODELS_STOCK_RL,
     MONITORING_DRIFT,
     REF_FOLDS,
     REF_TRADING_CALENDAR,
@@ -43,7 +48,8 @@ from infra.resources import LOOKAHEAD_MODE_TAG
 
 FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MODELS_POLICY_PPO, MODELS_POLICY_SAC,
                                        MODELS_POLICY_TD3, MODELS_POLICY_ENSEMBLE, MODELS_QLEARNING, EVAL_FOLD,
-                                       MODELS_SECTOR_PAIRS, MODELS_PAIRS_QRDQN, EVAL_SECTOR_BOOK)
+                                       MODELS_SECTOR_PAIRS, MODELS_PAIRS_QRDQN, EVAL_SECTOR_BOOK,
+                                       MODELS_STOCK_FUNNEL, MODELS_STOCK_RL, EVAL_STOCK_BOOK)
 DECIDE_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM_LIVE, DECISIONS_DAILY, MONITORING_DRIFT)
 
 #: The nightly job's run config: incremental ingestion and incremental feature/label writes.
@@ -67,11 +73,13 @@ prepare_job = dg.define_asset_job(
 fold_job = dg.define_asset_job(
     "fold", selection=FOLD_ASSETS,
     description="Per-fold models and evaluation for one fold partition (sector HMMs, prescreen, PPO, SAC, TD3, "
-    "their ensemble, the Q-learning book, eval; the sector book's pairs, QR-DQN pair policy and evaluation).",
+    "their ensemble, the Q-learning book, eval; the sector book's pairs, QR-DQN pair policy and evaluation; the "
+    "stock book's funnel, RL ensemble and evaluation).",
 )
 report_job = dg.define_asset_job(
-    "report", selection=dg.AssetSelection.assets(EVAL_WALK_FORWARD, EVAL_SECTOR_BOOK_WALK_FORWARD),
-    description="Across folds: the stitched walk-forward tracks (allocation and sector books), their reports and "
+    "report", selection=dg.AssetSelection.assets(EVAL_WALK_FORWARD, EVAL_SECTOR_BOOK_WALK_FORWARD,
+                                       EVAL_STOCK_BOOK_WALK_FORWARD),
+    description="Across folds: the stitched walk-forward tracks (allocation, sector and stock books), their reports and "
     "the analyst views.",
 )
 decide_job = dg.define_asset_job(

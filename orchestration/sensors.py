@@ -10,7 +10,7 @@ from datetime import date, datetime, timezone
 
 import dagster as dg
 
-from assets.keys import EVAL_FOLD, EVAL_SECTOR_BOOK
+from assets.keys import EVAL_FOLD, EVAL_SECTOR_BOOK, EVAL_STOCK_BOOK, MODELS_STOCK_FUNNEL
 from infra.partitions import folds_partitions
 from infra.resources import MonitoringResource, WarehouseResource
 from ml.folds import SEED_FOLD_KEY, pipeline_folds
@@ -100,11 +100,12 @@ def new_fold_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseRes
         if lag >= PARTIAL_EVAL_REFRESH_SESSIONS or not fold.partial:
             why = (f"fold {fold.key}'s evaluation ends {through}, its test window now {fold.test_end} "
                    f"({lag} session(s) later{', the year is complete' if not fold.partial else ''}): "
-                   "re-evaluating it (eval/fold and eval/sector_book only; the walk-forward reports follow)")
+                   "re-evaluating it (eval/fold, eval/sector_book, and the stock book's funnel scores and evaluation; the "
+                   "models stay; the walk-forward reports follow)")
             context.log.info(why)
             context.update_cursor(json.dumps({**cursor, "evaluated_through": str(through), "why": why}))
             return dg.RunRequest(partition_key=fold.key, run_key=f"refresh-eval-{fold.key}-{fold.test_end}",
-                                 asset_selection=[EVAL_FOLD, EVAL_SECTOR_BOOK],
+                                 asset_selection=[EVAL_FOLD, EVAL_SECTOR_BOOK, MODELS_STOCK_FUNNEL, EVAL_STOCK_BOOK],
                                  tags={TRIGGER_TAG: "partial_fold_eval", REASON_TAG: "partial_fold_eval",
                                        DETAIL_TAG: why[:1000]})
     why = (f"no new fold: the calendar ends {last_day}; fold {newest + 1} is added on the first session of "

@@ -30,7 +30,7 @@ from infra.resources import (
     RegimeResource,
     WarehouseResource,
 )
-from assets.keys import EVAL_FOLD, EVAL_SECTOR_BOOK
+from assets.keys import EVAL_FOLD, EVAL_SECTOR_BOOK, EVAL_STOCK_BOOK, MODELS_STOCK_FUNNEL
 from orchestration import sensors
 from orchestration.sensors import new_fold_sensor
 from warehouse.decisions import AppendOnlyViolation, append_decisions, read_decisions
@@ -285,7 +285,8 @@ def test_a_partial_fold_grows_is_re_evaluated_and_labelled_in_the_walk_forward_t
     assert {k: now[k] for k in same} == {k: then[k] for k in same}  # the trained model stays valid
     monkeypatch.setattr(sensors, "PARTIAL_EVAL_REFRESH_SESSIONS", 3)  # (21 by default)
     refresh, _ = _sense(pipe)
-    assert isinstance(refresh, dg.RunRequest) and refresh.asset_selection == [EVAL_FOLD, EVAL_SECTOR_BOOK]
+    assert isinstance(refresh, dg.RunRequest)
+    assert refresh.asset_selection == [EVAL_FOLD, EVAL_SECTOR_BOOK, MODELS_STOCK_FUNNEL, EVAL_STOCK_BOOK]
     assert refresh.partition_key == "2015" and refresh.tags["regimeflow/trigger"] == "partial_fold_eval"
     pipe.run("fold", partition_key="2015", asset_selection=refresh.asset_selection, tags=refresh.tags)
     metrics = read_table(pipe.wh, "eval.fold_metrics", "WHERE fold = '2015' AND cost_multiplier = 1.0")

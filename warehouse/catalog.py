@@ -211,6 +211,48 @@ CATALOG: dict[tuple[str, ...], AssetStorage] = {
         "reference": _t("eval.sector_book_reference_window", ("strategy", "cost_multiplier"),
                         "The sector book over the design's published window 2025-03-15 .. 2025-12-15."),
     }, views="sector_book_wf_views.sql"),
+    ("models", "stock_funnel"): AssetStorage({MAIN: _t(
+        "models.stock_funnel", ("ticker", "date"),
+        "The stock book's funnel per fold, stock and date (from the first causally scored date to the test end): "
+        "P(buy) / P(sell) of the day's VIX-regime prescreen model and its generation, the technical composite "
+        "in [-1, 1], the rank by P(buy) (1 = highest, 0 = unscored) and whether it is in the day's top N.")},
+        per_fold=True),
+    ("models", "stock_rl"): AssetStorage({
+        MAIN: _t("models.stock_rl_ensemble", ("member",),
+                 "Per fold: the stock RL ensemble's members (ppo, sac, td3) with their validation return, SPY's, "
+                 "Sortino, composite score and mixing weight (equal when no composite is above 0)."),
+        "curves": _t("models.stock_rl_training", ("member", "row"),
+                     "Per fold and member: the training curve (env steps, steps/s, mean reward, losses, validation "
+                     "Sharpe)."),
+    }, per_fold=True),
+    ("eval", "stock_book"): AssetStorage({
+        MAIN: _t("eval.stock_book_daily", ("strategy", "date"),
+                 "Stock book per fold, variant (and SPY / equal-weight stocks / prescreen-only comparisons) and earned "
+                 "day: net and gross return, turnover, cost, equity, exposure, names held, candidates, VIX band."),
+        "trades": _t("eval.stock_book_trades", ("strategy", "ticker", "entry_date"),
+                     "Stock-book trades per fold and variant: entry / exit decision dates, P&L (fraction of equity, "
+                     "costs included), sessions held, exit reason (sell / stop / regime / end), entry signals."),
+        "attribution": _t("eval.stock_book_attribution", ("strategy", "source"),
+                          "Stock-book P&L per fold, variant and signal source (prescreen, rl, technical, "
+                          "fundamental, unattributed), fractions of equity."),
+        "metrics": _t("eval.stock_book_metrics", ("strategy", "cost_multiplier"),
+                      "Stock-book test-window metrics per fold, strategy and cost multiplier, with trade statistics."),
+        "cap_search": _t("eval.stock_book_cap_search", ("position_cap",),
+                         "Per fold: the validation-slice Sharpe of each calm-market position cap searched and the "
+                         "one chosen."),
+        "decisions": _t("decisions.stock_daily", ("date", "ticker"),
+                        "The stock book's decision log per fold, decision day and candidate: rank, probabilities, "
+                        "the three signals, their regime weights, score, agreement, conviction, action, held and "
+                        "target weights, VIX and band (replayable with ml.stock_book.replay_decisions)."),
+    }, per_fold=True, views="stock_book_views.sql"),
+    ("eval", "stock_book_walk_forward"): AssetStorage({
+        MAIN: _t("eval.stock_book_walk_forward_daily", ("strategy", "date"),
+                 "Stitched stock-book track of the yearly folds, per strategy and day."),
+        "metrics": _t("eval.stock_book_walk_forward_metrics", ("strategy", "cost_multiplier"),
+                      "Stock-book walk-forward metrics per strategy and cost multiplier, with trade statistics."),
+        "attribution": _t("eval.stock_book_walk_forward_attribution", ("strategy", "source"),
+                          "Stock-book P&L per signal source summed over the walk-forward folds."),
+    }),
     ("regimes", "sector_hmm_live"): AssetStorage({MAIN: _t(
         "regimes.sector_hmm_live", ("sector", "date"),
         "Sector HMM probabilities from the deployed fold's HMMs, each sector up to its last observed session "
