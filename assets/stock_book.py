@@ -77,6 +77,9 @@ def stock_funnel(context: dg.AssetExecutionContext, stock_book: StockBookResourc
     cfg = stock_book.settings()
     models = prescreen.model
     stocks = stock_universe(sectors, features)
+    if not stocks:
+        context.log.warning(f"fold {fold.key}: no stock with a GICS sector (ref/sectors) in the feature store: the "
+                            "funnel is empty and the stock book holds cash")
     feats = features.filter(pl.col("date") <= fold.test_end)
     funnel = funnel_frame(_scores(models, feats, vix, fold.test_end), feats, stocks, cfg.top_n)
     train = funnel.filter((pl.col("date") <= fold.train_end) & (pl.col("rank") > 0))
@@ -179,15 +182,25 @@ def stock_book_fold(context: dg.AssetExecutionContext, stock_book: StockBookReso
     policy = stock_rl.model.load(context.log.warning)  # None (logged) when missing / unreadable
     stocks = stock_universe(sectors, bars)
     first = funnel.filter(pl.col("rank") > 0)["date"].min()
-    if first is None or first > fold.test_start:
-        raise dg.Failure(f"fold {fold.key}: the funnel has no scored row before the test start {fold.test_start}")
+    if not stocks or first is None:
+        context.log.warning(f"fold {fold.key}: no scored stock in the funnel ({len(stocks)} stocks with a GICS sector): "
+                            "the stock book holds cash and only the SPY comparison is evaluated")
+        stocks, first = [], fold.validation_start or fold.train_end
+    elif first > fold.test_start:
+        raise dg.Failure(f"fold {fold.key}: the funnel's first scored day {first} is after the test start "
+                         f"{fold.test_start}: re-materialize models/stock_funnel for this fold")
     data = build_stock_data(bars.filter(pl.col("date") <= fold.test_end), features, funnel, vix, stocks,
                             first, fold.test_end)
     panel = data.panel
     if policy is not None:
         data.inputs.rl_action = rl_action_fn(policy, panel, stock_book.env_config())
     test = panel.index_range(fold.test_start, fold.test_end)
-    validation = panel.index_range(fold.validation_start, fold.train_end) if fold.validation_start else None
+    validation = None  # the position-cap search needs scored days on the validation slice
+    if fold.validation_start and first < fold.validation_start:
+        validation = panel.index_range(fold.validation_start, fold.train_end)
+    else:
+        context.log.warning(f"fold {fold.key}: no scored validation slice (funnel from {first}): the position cap "
+                            f"stays at its default {cfg.engine.max_position_base:.0%}")
     book = run_fold_stock_book(data, test, validation, cfg)
     base = book.metrics.filter(pl.col("cost_multiplier") == 1.0)
     for row in base.iter_rows(named=True):

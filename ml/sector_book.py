@@ -71,6 +71,8 @@ def universe_groups(bars: pl.DataFrame, sectors: pl.DataFrame, settings: SectorB
 
 def wide_column(frame: pl.DataFrame, dates: pl.Series, tickers: list[str], column: str) -> np.ndarray:
     """``column`` of a long ``ticker, date`` frame as ``[dates, tickers]`` floats (NaN where a row is missing)."""
+    if not tickers:
+        return np.zeros((len(dates), 0))
     wide = (frame.filter(pl.col("ticker").is_in(tickers)).select("date", "ticker", pl.col(column).cast(pl.Float64))
             .pivot(on="ticker", index="date", values=column))
     out = pl.DataFrame({"date": dates}).join(wide, on="date", how="left")

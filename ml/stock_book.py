@@ -35,7 +35,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ml import metrics
 from ml.backtest.sector_book import month_starts
-from ml.backtest.stock_book import StockBookInputs, run_stock_book, run_weights
+from ml.backtest.stock_book import (
+    DECISION_SCHEMA,
+    TRADE_SCHEMA,
+    StockBookInputs,
+    run_stock_book,
+    run_weights,
+)
 from ml.decision_engine import SOURCES, EngineConfig, combine, technical_signal
 from ml.envs.stock_panel import StockPanel
 from ml.sector_book import SURVIVORSHIP_NOTE, book_metrics, wide_column
@@ -207,6 +213,9 @@ def run_fold_stock_book(data: StockBookData, test: tuple[int, int], validation: 
     position-cap search on ``validation`` rows (None: the engine's default cap). ``data.inputs.rl_action`` is
     the RL ensemble (None: the engine runs on prescreen + technical, renormalised)."""
     cfg = settings or StockBookSettings()
+    if data.panel.n_stocks == 0:  # no stock in the universe: only SPY (the stock comparisons hold cash)
+        validation = None
+        variant_engines = {}
     if validation is not None:
         cap, cap_table = search_position_cap(data, *validation, cfg)
     else:
@@ -215,6 +224,8 @@ def run_fold_stock_book(data: StockBookData, test: tuple[int, int], validation: 
     variants = {"stock_book": engine,
                 "stock_book_max_sharpe": engine.model_copy(update={"weighting": "max_sharpe"}),
                 "stock_book_equal_weights": engine.model_copy(update={"equal_regime_weights": True})}
+    if data.panel.n_stocks == 0:
+        variants = variant_engines
     lo, hi = test
     runs = {name: run_stock_book(data.inputs, lo, hi, e, cfg.cost_rate, name, log_decisions=name == "stock_book")
             for name, e in variants.items()}
@@ -235,12 +246,15 @@ def run_fold_stock_book(data: StockBookData, test: tuple[int, int], validation: 
              run_weights(p.gap, p.session, p.dates, lo, hi, ew, month_starts(p.dates), cfg.cost_rate, "ew_stocks"),
              run_weights(p.gap, p.session, p.dates, lo, hi, top, every, cfg.cost_rate, "prescreen_only",
                          band=engine.min_trade)]
-    assert all(c.height == hi - lo for c in comps) and n_s == p.n_stocks
+    if n_s == 0:
+        comps = comps[:1]
     daily = pl.concat([*(r.daily for r in runs.values()), *comps])
-    trades = pl.concat([r.trades for r in runs.values()])
-    return FoldStockBook(daily=daily, trades=trades, attribution=pl.concat([r.attribution for r in runs.values()]),
-                         decisions=runs["stock_book"].decisions, metrics=stock_metrics(daily, trades),
-                         cap_search=cap_table, position_cap=cap)
+    trades = pl.concat([r.trades for r in runs.values()]) if runs else pl.DataFrame(schema=TRADE_SCHEMA)
+    attribution = (pl.concat([r.attribution for r in runs.values()]) if runs
+                   else pl.DataFrame(schema={"strategy": pl.Utf8, "source": pl.Utf8, "pnl": pl.Float64}))
+    decisions = runs["stock_book"].decisions if runs else pl.DataFrame(schema=DECISION_SCHEMA)
+    return FoldStockBook(daily=daily, trades=trades, attribution=attribution, decisions=decisions,
+                         metrics=stock_metrics(daily, trades), cap_search=cap_table, position_cap=cap)
 
 
 def stock_metrics(daily: pl.DataFrame, trades: pl.DataFrame, cost_multipliers=(1.0, 2.0, 3.0)) -> pl.DataFrame:

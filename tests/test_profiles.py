@@ -10,10 +10,14 @@ from infra.resources import (
     PrescreenResource,
     RegimeResource,
     RiskResource,
+    StockBookResource,
 )
 from ml.agents.ppo import PPOConfig
+from ml.agents.stock_offpolicy import StockOffPolicyConfig
+from ml.agents.stock_ppo import StockPPOConfig
 from ml.data.universe import Universe
 from ml.envs.portfolio import EnvConfig
+from ml.envs.stock_env import StockEnvConfig
 from ml.features import FeatureConfig
 from ml.labels import LabelConfig
 from ml.monitoring import DriftConfig
@@ -21,6 +25,7 @@ from ml.prescreen import PrescreenConfig
 from ml.regimes.hmm import HmmConfig
 from ml.regimes.vix import VixRegimeConfig
 from ml.risk import CircuitBreakerConfig
+from ml.stock_book import StockBookSettings
 from orchestration.profiles import PROFILE_NAMES, load_profile, merge_run_config
 
 
@@ -34,6 +39,22 @@ def test_unset_resources_give_exactly_the_ml_defaults():
     assert FeatureStoreResource().label_config() == LabelConfig()
     assert MonitoringResource().config() == DriftConfig()
     assert MarketDataResource().universe() == Universe()
+    assert StockBookResource().settings() == StockBookSettings() and StockBookResource().members() == ["ppo", "sac", "td3"]
+    assert StockBookResource().ppo_config() == StockPPOConfig()
+    assert StockBookResource().offpolicy_config() == StockOffPolicyConfig()
+    env = StockBookResource().env_config()
+    assert env.top_n == StockEnvConfig().top_n and env.cost_rate == pytest.approx(StockEnvConfig().cost_rate)
+
+
+def test_stock_book_resource_overrides():
+    res = StockBookResource(top_n=10, weighting="max_sharpe", min_trade=0.01, ppo_total_steps=7, rl_device="cpu",
+                            rl_members="ppo, td3")
+    assert res.settings().top_n == 10 and res.env_config().top_n == 10
+    assert res.settings().engine.weighting == "max_sharpe" and res.settings().engine.min_trade == 0.01
+    assert res.ppo_config().total_steps == 7 and res.ppo_config().device == "cpu"
+    assert res.members() == ["ppo", "td3"] and StockBookResource(rl_members="").members() == []
+    with pytest.raises(ValueError, match="unknown member"):
+        StockBookResource(rl_members="ppo,dqn").members()
 
 
 def test_resource_fields_are_overrides_of_ml_config_fields():

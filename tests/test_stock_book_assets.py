@@ -50,7 +50,7 @@ def book(tmp_path_factory):
         "regimes": RegimeResource(hmm_restarts=1),
         "prescreen": PrescreenResource(cv_splits=2, n_jobs=1),
         "policy": PolicyResource(),
-        "stock_book": StockBookResource(top_n=TOP_N, ppo_total_steps=8192, offpolicy_total_steps=2048),
+        "stock_book": StockBookResource(top_n=TOP_N, ppo_total_steps=4096, offpolicy_total_steps=1024),
     }
     instance = dg.DagsterInstance.ephemeral()
     prep = dg.materialize(PREP, resources=resources, instance=instance,
