@@ -30,6 +30,7 @@ from infra.resources import FeatureStoreResource, RegimeResource, StockBookResou
 from infra.version import code_version
 from ml.evaluation import stitch_walk_forward
 from ml.folds import fold_from_frame, yearly_keys
+from ml.backtest.stock_book import TRADE_SCHEMA
 from ml.lookahead import check_lookahead
 from ml.stock_book import (
     BOOK_FEATURES,
@@ -245,16 +246,23 @@ def stock_book_walk_forward(context: dg.AssetExecutionContext, warehouse: Wareho
     if missing:
         context.log.warning(f"stock-book track without folds {missing} (not evaluated yet)")
     track = stitch_walk_forward(daily, keys)
-    trades = books["trades"].filter(pl.col("fold").is_in(keys))
+    def of_folds(frame: pl.DataFrame | None) -> pl.DataFrame:  # a part no fold wrote loads without columns
+        return frame.filter(pl.col("fold").is_in(keys)) if frame is not None and "fold" in frame.columns else pl.DataFrame()
+
+    trades = of_folds(books.get("trades"))
+    if trades.is_empty():
+        trades = pl.DataFrame(schema={"fold": pl.Utf8, **TRADE_SCHEMA})
     metrics = stock_metrics(track, trades)
-    attribution = (books["attribution"].filter(pl.col("fold").is_in(keys)).group_by("strategy", "source")
-                   .agg(pl.col("pnl").sum()).sort("strategy", "source"))
+    attribution = of_folds(books.get("attribution"))
+    attribution = (attribution.group_by("strategy", "source").agg(pl.col("pnl").sum()).sort("strategy", "source")
+                   if attribution.height else pl.DataFrame(schema={"strategy": pl.Utf8, "source": pl.Utf8,
+                                                                   "pnl": pl.Float64}))
     base = metrics.filter(pl.col("cost_multiplier") == 1.0)
     path = render_stock_book_report(
         warehouse.report_dir() / "stock_book.html", track=track, metrics=metrics, attribution=attribution,
-        trades=trades, per_fold=books["metrics"].filter(pl.col("fold").is_in(keys) & (pl.col("cost_multiplier") == 1.0)),
-        cap_search=books["cap_search"].filter(pl.col("fold").is_in(keys)) if "cap_search" in books else pl.DataFrame(),
-        ensemble=ensembles.filter(pl.col("fold").is_in(keys)) if ensembles.height else ensembles,
+        trades=trades, per_fold=of_folds(books.get("metrics")).filter(pl.col("cost_multiplier") == 1.0)
+        if "metrics" in books and "fold" in books["metrics"].columns else pl.DataFrame(),
+        cap_search=of_folds(books.get("cap_search")), ensemble=of_folds(ensembles),
         source=calendar["source"][0], code_version=code_version())
     for row in base.filter(pl.col("strategy").is_in(STOCK_VARIANTS)).iter_rows(named=True):
         context.log.info(f"stock book {row['strategy']}: Sharpe {row['sharpe']:.2f} [{row['sharpe_ci_low']:.2f}, "
