@@ -116,8 +116,7 @@ class ValidationSelector:
         """Evaluate ``policy`` after ``step`` env steps; returns ``{step, val_sharpe, val_return}``."""
         if self.window is None:
             return None
-        res = evaluate_policy(policy, self.panel, *self.window, device=self.device)
-        s = metrics.summary(res.net_returns)
+        s = metrics.summary(self.net_returns(policy))
         row = {"step": float(step), "val_sharpe": float(s["sharpe"]), "val_return": float(s["total_return"])}
         self.history.append(row)
         score = row["val_sharpe"] if np.isfinite(row["val_sharpe"]) else -float("inf")
@@ -125,6 +124,10 @@ class ValidationSelector:
             self.best_score, self.best_step = score, int(step)
             self._best_state = copy.deepcopy({k: v.detach().clone() for k, v in policy.state_dict().items()})
         return row
+
+    def net_returns(self, policy: Any) -> np.ndarray:
+        """The policy's daily net returns over the validation window (deterministic rollout)."""
+        return evaluate_policy(policy, self.panel, *self.window, device=self.device).net_returns
 
     def restore(self, policy: Any) -> None:
         """Load the best weights seen (no-op when disabled or never called)."""

@@ -20,7 +20,6 @@ filled at the open of t+1.
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -30,7 +29,6 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from ml import metrics
 from ml.agents.common import RunningMeanStd, layer, mlp, resolve_device
 from ml.agents.ensemble import composite_score, composite_weights
 from ml.agents.rollout import ValidationSelector
@@ -305,18 +303,8 @@ class StockValidationSelector(ValidationSelector):
     """:class:`~ml.agents.rollout.ValidationSelector` for stock policies: every call evaluates the policy on the
     validation rows with :func:`evaluate_stock_policy` and keeps the weights of the best Sharpe so far."""
 
-    def __call__(self, policy: Any, step: int) -> dict[str, float] | None:
-        if self.window is None:
-            return None
-        res = evaluate_stock_policy(policy, self.panel, *self.window, device=self.device)
-        s = metrics.summary(res.net_returns)
-        row = {"step": float(step), "val_sharpe": float(s["sharpe"]), "val_return": float(s["total_return"])}
-        self.history.append(row)
-        score = row["val_sharpe"] if np.isfinite(row["val_sharpe"]) else -float("inf")
-        if self._best_state is None or score > self.best_score:
-            self.best_score, self.best_step = score, int(step)
-            self._best_state = copy.deepcopy({k: v.detach().clone() for k, v in policy.state_dict().items()})
-        return row
+    def net_returns(self, policy: Any) -> np.ndarray:
+        return evaluate_stock_policy(policy, self.panel, *self.window, device=self.device).net_returns
 
 
 def stock_composite_ensemble(members: Mapping[str, StockActor], panel: StockPanel,
