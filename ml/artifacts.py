@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -99,6 +100,17 @@ def atomic_link(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def sha256_arrays(prefix: bytes, arrays: Iterable[Any]) -> str:
+    """sha256 (hex) of ``prefix`` followed by the C-contiguous bytes of each array in turn (the caller fixes
+    dtypes, so the digest identifies values, names and layout): the data hashes of the training panels."""
+    import numpy as np
+
+    h = hashlib.sha256(prefix)
+    for arr in arrays:
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

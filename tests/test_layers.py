@@ -33,7 +33,7 @@ def test_one_implementation_of_drawdown_atomic_write_sha_check_and_panel_build()
         ".cum_max(": set(),
         "os.replace(": {"ml/artifacts.py"},  # atomic writes and copies
         "mkstemp(": {"ml/artifacts.py"},
-        "hashlib": {"ml/artifacts.py", "ml/envs/market_panel.py"},  # file hashes / the panel's data hash
+        "hashlib": {"ml/artifacts.py"},  # file hashes and the panels' data hashes (sha256_arrays)
         "torch.load(": {"ml/artifacts.py"},  # verified, weights_only loads
         "joblib.load(": {"ml/artifacts.py"},
         "def allocation_panel(": {"ml/dataset.py"},  # the one panel build

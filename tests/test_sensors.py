@@ -313,7 +313,9 @@ def test_new_fold_sensor_re_evaluates_a_partial_fold_as_its_year_goes_on(tmp_pat
     stale, cursor = _sense_folds(fold_sensor_warehouse(tmp_path, date(2015, 3, 31), ["2014", "2015"],
                                                        {"2015": date(2015, 1, 2)}))
     assert isinstance(stale, dg.RunRequest) and stale.partition_key == "2015"
-    assert stale.asset_selection == [dg.AssetKey(["eval", "fold"]), dg.AssetKey(["eval", "sector_book"])]  # evaluation only: the model stays
+    # evaluation only (the funnel ranks the new days with the fold's prescreen scores); the models stay
+    assert stale.asset_selection == [dg.AssetKey(["eval", "fold"]), dg.AssetKey(["eval", "sector_book"]),
+                                     dg.AssetKey(["models", "stock_funnel"]), dg.AssetKey(["eval", "stock_book"])]
     assert stale.run_key == "refresh-eval-2015-2015-03-31"
     assert stale.tags["regimeflow/trigger"] == "partial_fold_eval" and cursor["evaluated_through"] == "2015-01-02"
     # the year completed since the last evaluation: one final re-evaluation, whatever the lag

@@ -14,12 +14,13 @@ at the decision (index points; the VIX-shaped reward, the VIX baselines and the 
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
 import numpy as np
+
+from ml.artifacts import sha256_arrays
 
 __all__ = ["MarketPanel"]
 
@@ -127,13 +128,13 @@ class MarketPanel:
         end_idx = self.n_dates - 1 if end_idx is None else end_idx
         key = (start_idx, end_idx)
         if key not in self._hash_cache:
-            h = hashlib.sha256(_HASH_VERSION)
-            h.update("|".join(self.assets).encode() + b"#" + "|".join(self.feature_names).encode())
             sl = slice(start_idx, end_idx + 1)
-            h.update(np.ascontiguousarray(self.dates[sl].astype("int64")).tobytes())
-            for arr in (self.returns, self.features, self.vix, *(() if self.gaps is None else (self.gaps,))):
-                h.update(np.ascontiguousarray(arr[sl], dtype=np.float64).tobytes())
-            self._hash_cache[key] = h.hexdigest()
+            names = "|".join(self.assets).encode() + b"#" + "|".join(self.feature_names).encode()
+            arrays = (self.returns, self.features, self.vix, *(() if self.gaps is None else (self.gaps,)))
+            self._hash_cache[key] = sha256_arrays(
+                _HASH_VERSION + names,
+                [self.dates[sl].astype("int64"), *(np.asarray(a[sl], dtype=np.float64) for a in arrays)],
+            )
         return self._hash_cache[key]
 
     def gaps_for(self, execution: str) -> np.ndarray | None:

@@ -45,13 +45,13 @@ on reaching ``end_idx`` (the last row whose returns may be earned), *terminated*
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from ml.artifacts import sha256_arrays
 from ml.envs.stock_panel import StockPanel
 from ml.strategies.funnel import DEFAULT_TOP_N, daily_top_n
 
@@ -151,15 +151,14 @@ def feature_fill(panel: StockPanel, start_idx: int, end_idx: int) -> np.ndarray:
 def stock_data_hash(panel: StockPanel, start_idx: int, end_idx: int) -> str:
     """sha256 (hex) of panel rows ``start_idx .. end_idx`` (inclusive) of every array the environment reads,
     plus the tickers and column names: identifies the data a stock policy was trained on."""
-    h = hashlib.sha256(b"regimeflow.stock_panel/1")
-    for names in (panel.tickers, panel.feature_names, panel.market_names):
-        h.update("|".join(names).encode() + b"#")
+    names = b"".join("|".join(n).encode() + b"#" for n in (panel.tickers, panel.feature_names, panel.market_names))
     sl = slice(int(start_idx), int(end_idx) + 1)
-    h.update(np.ascontiguousarray(panel.dates[sl].astype("int64")).tobytes())
-    for arr in (panel.features, panel.buy_prob, panel.sell_prob, panel.gap, panel.session, panel.market):
-        h.update(np.ascontiguousarray(arr[sl], dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(panel.valid[sl], dtype=np.uint8).tobytes())
-    return h.hexdigest()
+    arrays = (panel.features, panel.buy_prob, panel.sell_prob, panel.gap, panel.session, panel.market)
+    return sha256_arrays(
+        b"regimeflow.stock_panel/1" + names,
+        [panel.dates[sl].astype("int64"), *(np.asarray(a[sl], dtype=np.float64) for a in arrays),
+         np.asarray(panel.valid[sl], dtype=np.uint8)],
+    )
 
 
 class BatchedStockEnv:
