@@ -1,6 +1,6 @@
 """Where the main job's time goes: step durations of every run recorded in a Dagster instance (e.g. the
 ``.dagster_home`` of a ``regimeflow run``), summed per step over all fold partitions, with the share of each
-group of steps (the sector book, the allocation learners, ...).
+book (the sector book, the stock book).
 
 Usage: DAGSTER_HOME=/path/.dagster_home python benchmarks/main_job_share.py [--since ISO-time]
 """
@@ -16,8 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dagster as dg  # noqa: E402
 
-#: Step-key prefixes of the sector book (its assets and its look-ahead check).
-SECTOR_BOOK = ("models__sector_pairs", "models__pairs_qrdqn", "eval__sector_book")
+#: Step-key prefixes of each book (its assets and their look-ahead checks).
+GROUPS = {
+    "sector book": ("models__sector_pairs", "models__pairs_qrdqn", "eval__sector_book"),
+    "stock book": ("models__stock_funnel", "models__stock_rl", "eval__stock_book"),
+}
 
 
 def main() -> None:
@@ -36,11 +39,12 @@ def main() -> None:
             if stat.start_time and stat.end_time:
                 per_step[stat.step_key] += stat.end_time - stat.start_time
     total = sum(per_step.values())
-    book = sum(v for k, v in per_step.items() if k.startswith(SECTOR_BOOK))
     print(f"{runs} runs, {total:.0f} s of steps")
     for key, sec in sorted(per_step.items(), key=lambda kv: -kv[1]):
         print(f"  {key:<58} {sec:8.1f} s  {sec / total:6.1%}")
-    print(f"sector book ({', '.join(SECTOR_BOOK)}*): {book:.0f} s = {book / total:.1%} of the step time")
+    for name, prefixes in GROUPS.items():
+        sec = sum(v for k, v in per_step.items() if k.startswith(prefixes))
+        print(f"{name} ({', '.join(prefixes)}*): {sec:.0f} s = {sec / max(total, 1e-9):.1%} of the step time")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -52,7 +52,10 @@ __all__ = [
     "RunningMeanStd",
     "TrainResult",
     "evaluate_policy",
+    "gae",
+    "ppo_loss",
     "resolve_device",
+    "reward_scale",
     "train_ppo",
 ]
 
@@ -228,6 +231,80 @@ class PPOPolicy(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 
 
+class PPOLossSettings(Protocol):
+    """The loss fields :func:`ppo_loss` reads (``PPOConfig`` and the stock learner's config both have them)."""
+
+    clip_coef: float
+    norm_adv: bool
+    clip_vloss: bool
+    ent_coef: float
+    vf_coef: float
+
+
+def reward_scale(rew_buf: torch.Tensor, done_buf: torch.Tensor, ret_acc: torch.Tensor, ret_rms: RunningMeanStd,
+                 gamma: float, normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reward scaling: ``1 / std`` of the running discounted return, fitted on this rollout too. ``rew_buf`` and
+    ``done_buf`` ``[N, E]`` (step-major), ``ret_acc`` ``[E]`` float64 (the return carried over from the last
+    rollout). Returns ``(scale, ret_acc)``; scale is 1 when ``normalize`` is false."""
+    f32 = torch.float32
+    if not normalize:
+        return torch.ones(1, device=rew_buf.device, dtype=f32), ret_acc
+    n, e = rew_buf.shape
+    rets = torch.empty(n, e, device=rew_buf.device, dtype=torch.float64)
+    for s in range(n):
+        ret_acc = ret_acc * gamma + rew_buf[s]
+        rets[s] = ret_acc
+        ret_acc = ret_acc * (1.0 - done_buf[s])
+    ret_rms.update(rets.reshape(-1, 1))
+    return (1.0 / torch.sqrt(ret_rms.var + 1e-8)).to(f32), ret_acc
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, next_value: torch.Tensor, done_buf: torch.Tensor,
+        gamma: float, lam: float) -> torch.Tensor:
+    """Generalised advantage estimates ``[N, E]``. ``done_buf[s]`` = the episode ended after step s (the bootstrap
+    of truncations is already in ``rewards``); ``next_value`` ``[E]`` = V of the observation after the rollout."""
+    n, e = rewards.shape
+    adv = torch.zeros(n, e, device=rewards.device, dtype=torch.float32)
+    last = torch.zeros(e, device=rewards.device, dtype=torch.float32)
+    for s in reversed(range(n)):
+        next_v = next_value if s == n - 1 else values[s + 1]
+        nonterm = 1.0 - done_buf[s]
+        delta = rewards[s] + gamma * next_v * nonterm - values[s]
+        last = delta + gamma * lam * nonterm * last
+        adv[s] = last
+    return adv
+
+
+class PPOLoss(NamedTuple):
+    loss: torch.Tensor
+    pg_loss: torch.Tensor
+    v_loss: torch.Tensor
+    entropy: torch.Tensor  # mean over the minibatch
+    approx_kl: torch.Tensor
+    clip_frac: torch.Tensor
+
+
+def ppo_loss(newlogp: torch.Tensor, entropy: torch.Tensor, newv: torch.Tensor, old_logp: torch.Tensor,
+             adv: torch.Tensor, ret: torch.Tensor, old_val: torch.Tensor, cfg: PPOLossSettings) -> PPOLoss:
+    """Clipped surrogate + (optionally clipped) value loss - entropy bonus on one minibatch, with per-minibatch
+    advantage normalisation (``cfg.norm_adv``); ``approx_kl`` and ``clip_frac`` are diagnostics (no grad)."""
+    logratio = newlogp - old_logp
+    ratio = logratio.exp()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1.0) - logratio).mean()
+        clip_frac = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
+    if cfg.norm_adv:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg_loss = torch.max(-adv * ratio, -adv * torch.clamp(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
+    if cfg.clip_vloss:
+        v_clipped = old_val + torch.clamp(newv - old_val, -cfg.clip_coef, cfg.clip_coef)
+        v_loss = 0.5 * torch.max((newv - ret) ** 2, (v_clipped - ret) ** 2).mean()
+    else:
+        v_loss = 0.5 * ((newv - ret) ** 2).mean()
+    ent = entropy.mean()
+    return PPOLoss(pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss, pg_loss, v_loss, ent, approx_kl, clip_frac)
+
+
 def train_ppo(
     panel: MarketPanel,
     start_idx: int,
@@ -364,27 +441,9 @@ def _train_loop(
                 ep_sum += (info["equity"] - 1.0).mul(done).sum()
                 ep_cnt += done.sum()
             next_value = policy.critic(norm(obs)).squeeze(-1)
-            # reward scaling by the running std of the discounted return (fitted on this rollout too)
-            if cfg.normalize_rewards:
-                rets = torch.empty(S, E, device=dev, dtype=torch.float64)
-                for s in range(S):
-                    ret_acc = ret_acc * cfg.gamma + rew_buf[s]
-                    rets[s] = ret_acc
-                    ret_acc = ret_acc * (1.0 - done_buf[s])
-                ret_rms.update(rets.reshape(-1, 1))
-                scale = (1.0 / torch.sqrt(ret_rms.var + 1e-8)).to(f32)
-            else:
-                scale = torch.ones(1, device=dev, dtype=f32)
+            scale, ret_acc = reward_scale(rew_buf, done_buf, ret_acc, ret_rms, cfg.gamma, cfg.normalize_rewards)
             rewards = rew_buf * scale + cfg.gamma * boot_buf
-            # GAE: done_buf[s] = episode ended after step s (bootstrap of truncations is in `rewards`)
-            adv = torch.zeros(S, E, device=dev, dtype=f32)
-            last = torch.zeros(E, device=dev, dtype=f32)
-            for s in reversed(range(S)):
-                next_v = next_value if s == S - 1 else val_buf[s + 1]
-                nonterm = 1.0 - done_buf[s]
-                delta = rewards[s] + cfg.gamma * next_v * nonterm - val_buf[s]
-                last = delta + cfg.gamma * cfg.gae_lambda * nonterm * last
-                adv[s] = last
+            adv = gae(rewards, val_buf, next_value, done_buf, cfg.gamma, cfg.gae_lambda)
             returns = adv + val_buf
         t_roll = time.perf_counter() - t_it
         # ---------------- update ----------------
@@ -405,25 +464,9 @@ def _train_loop(
                 mb = perm[start : start + mb_size]
                 newlogp, entropy = policy.log_prob(b_obs[mb], b_act[mb])
                 newv = policy.critic(b_obs[mb]).squeeze(-1)
-                logratio = newlogp - b_logp[mb]
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1.0) - logratio).mean()
-                    clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
-                mb_adv = b_adv[mb]
-                if cfg.norm_adv:
-                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(
-                    -mb_adv * ratio, -mb_adv * torch.clamp(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)
-                ).mean()
-                if cfg.clip_vloss:
-                    v_unclipped = (newv - b_ret[mb]) ** 2
-                    v_clipped = b_val[mb] + torch.clamp(newv - b_val[mb], -cfg.clip_coef, cfg.clip_coef)
-                    v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_ret[mb]) ** 2).mean()
-                else:
-                    v_loss = 0.5 * ((newv - b_ret[mb]) ** 2).mean()
-                ent = entropy.mean()
-                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                out = ppo_loss(newlogp, entropy, newv, b_logp[mb], b_adv[mb], b_ret[mb], b_val[mb], cfg)
+                clipfracs.append(out.clip_frac)
+                approx_kl, pg_loss, v_loss, ent, loss = out.approx_kl, out.pg_loss, out.v_loss, out.entropy, out.loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from ml.agents.common import Determinism, RunningMeanStd, TrainResult, resolve_device
+from ml.agents.ppo import gae, ppo_loss, reward_scale
 from ml.agents.stock_policy import PooledCritic, StockActor, StockValidationSelector
 from ml.envs.stock_env import BatchedStockEnv, StockEnvConfig, stock_data_hash
 from ml.envs.stock_panel import StockPanel
@@ -201,25 +202,9 @@ def _train_loop(actor: StockActor, critic: PooledCritic, env: BatchedStockEnv, o
                 n_episodes += float(done.sum())
             x_c, g, mask_c, _, _ = actor.prepare(obs)
             next_value = critic(x_c, g, mask_c)
-            if cfg.normalize_rewards:  # divide by the running std of the discounted return
-                rets = torch.empty(N, E, dtype=torch.float64, device=dev)
-                for s in range(N):
-                    ret_acc = ret_acc * cfg.gamma + rew_buf[s]
-                    rets[s] = ret_acc
-                    ret_acc = ret_acc * (1.0 - done_buf[s])
-                ret_rms.update(rets.reshape(-1, 1))
-                scale = (1.0 / torch.sqrt(ret_rms.var + 1e-8)).to(f32)
-            else:
-                scale = torch.ones(1, dtype=f32, device=dev)
+            scale, ret_acc = reward_scale(rew_buf, done_buf, ret_acc, ret_rms, cfg.gamma, cfg.normalize_rewards)
             rewards = rew_buf * scale + cfg.gamma * boot_buf
-            adv = torch.zeros(N, E, dtype=f32, device=dev)
-            last = torch.zeros(E, dtype=f32, device=dev)
-            for s in reversed(range(N)):
-                next_v = next_value if s == N - 1 else val_buf[s + 1]
-                nonterm = 1.0 - done_buf[s]
-                delta = rewards[s] + cfg.gamma * next_v * nonterm - val_buf[s]
-                last = delta + cfg.gamma * cfg.gae_lambda * nonterm * last
-                adv[s] = last
+            adv = gae(rewards, val_buf, next_value, done_buf, cfg.gamma, cfg.gae_lambda)
             returns = adv + val_buf
         t_roll = time.perf_counter() - t_it
         # ---------------- update ----------------
@@ -233,23 +218,9 @@ def _train_loop(actor: StockActor, critic: PooledCritic, env: BatchedStockEnv, o
                 x_c, g, mask_c, _, (a_c,) = actor.prepare(env.observe(b_t[mb], b_w[mb]), b_act[mb])
                 newlogp, entropy = _log_prob(actor, x_c, g, mask_c, a_c)
                 newv = critic(x_c, g, mask_c)
-                logratio = newlogp - b_logp[mb]
-                ratio = logratio.exp()
-                with torch.no_grad():
-                    approx_kl = ((ratio - 1.0) - logratio).mean()
-                    clipfracs.append(((ratio - 1.0).abs() > cfg.clip_coef).float().mean())
-                mb_adv = b_adv[mb]
-                if cfg.norm_adv:
-                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(-mb_adv * ratio,
-                                    -mb_adv * torch.clamp(ratio, 1.0 - cfg.clip_coef, 1.0 + cfg.clip_coef)).mean()
-                if cfg.clip_vloss:
-                    v_clipped = b_val[mb] + torch.clamp(newv - b_val[mb], -cfg.clip_coef, cfg.clip_coef)
-                    v_loss = 0.5 * torch.max((newv - b_ret[mb]) ** 2, (v_clipped - b_ret[mb]) ** 2).mean()
-                else:
-                    v_loss = 0.5 * ((newv - b_ret[mb]) ** 2).mean()
-                ent = entropy.mean()
-                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss
+                out = ppo_loss(newlogp, entropy, newv, b_logp[mb], b_adv[mb], b_ret[mb], b_val[mb], cfg)
+                clipfracs.append(out.clip_frac)
+                approx_kl, pg_loss, v_loss, ent, loss = out.approx_kl, out.pg_loss, out.v_loss, out.entropy, out.loss
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
