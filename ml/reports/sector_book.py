@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,12 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ml.reports.analysis import equity_curves, multiplier_label
+from ml.reports.analysis import equity_curves
 from ml.reports.charts import _STYLE, DPI, FIGSIZE, _date_axis, _dates, _empty, _figure, _pct, _png, _title
-from ml.reports.formatting import MISSING, is_missing
-from ml.reports.html import _cost_stress_header, _order_strategies, _stylesheet, source_label, template_environment, write_report
+from ml.reports.formatting import MISSING
+from ml.reports.html import _order_strategies, _stylesheet, template_environment, write_report
+from ml.reports.tables import cell, fold_order, has_rows, is_synthetic_source, source_text, view_table, with_ci
+from ml.reports.tables import cost_stress_table as shared_cost_stress_table
 from ml.sector_book import BOOK_VARIANTS, COMPARISONS, PUBLISHED, SURVIVORSHIP_NOTE
 
 __all__ = [
@@ -64,8 +66,7 @@ _REGIMES = tuple(REGIME_COLORS)
 _ACCENT = "#1f4e9c"
 TOP_TRADES = 10
 
-# Cell formats of this report's columns (the shared ``fmt`` filter does not know the trade statistics).
-_FORMATS = {"pct": "{:.1%}", "pct2": "{:.2%}", "ratio": "{:.2f}", "ratio3": "{:.3f}", "dec1": "{:.1f}", "int": "{:,.0f}"}
+# Cell kinds (ml.reports.tables.FORMATS) and headings of this report's columns.
 _KINDS: dict[str, str] = {
     "total_return": "pct", "cagr": "pct", "ann_vol": "pct", "max_drawdown": "pct", "avg_turnover": "pct2",
     "cost_drag": "pct", "avg_gross_exposure": "pct", "trades": "int", "win_rate": "pct", "avg_win": "pct2",
@@ -101,75 +102,14 @@ _TRADE_LIST_COLUMNS = ("fold", "ticker", "group", "sleeve", "side", "entry_date"
 # --------------------------------------------------------------------------------------------- helpers
 
 
-def is_synthetic_source(source: str | None) -> bool:
-    """``"synthetic"`` or ``"synthetic:<detail>"`` (e.g. ``synthetic:seed=7``)."""
-    return str(source or "").strip().lower().partition(":")[0].strip() == "synthetic"
-
-
-def _source_text(source: str | None) -> str:
-    """``csv:/path`` -> "real snapshot (CSV) · /path"; ``synthetic:seed=7`` -> "SYNTHETIC DATA · seed=7"."""
-    kind, _, detail = str(source or "").strip().partition(":")
-    if not kind:
-        return "unknown source"
-    text = source_label(kind)
-    return f"{text} · {detail}" if detail else text
-
-
-def _has(frame: pl.DataFrame | None, *columns: str) -> bool:
-    return frame is not None and frame.height > 0 and all(c in frame.columns for c in columns)
-
-
-def _cell(value: Any, kind: str) -> str:
-    if is_missing(value):
-        return MISSING
-    if isinstance(value, bool | str | date):
-        return str(value)
-    return _FORMATS[kind].format(float(value))
-
-
-def _formatted(frame: pl.DataFrame, columns: Iterable[str] | None = None) -> dict[str, list[str]]:
-    """Column -> text of each row, for the columns with a format in :data:`_KINDS`."""
-    cols = frame.columns if columns is None else [c for c in columns if c in frame.columns]
-    return {c: [_cell(v, _KINDS[c]) for v in frame.get_column(c).to_list()] for c in cols if c in _KINDS}
-
-
-def _with_ci(frame: pl.DataFrame, column: str, kind: str = "ratio") -> list[str]:
-    """``0.52 [-0.10, 1.14]`` from ``column`` and its ``_ci_low`` / ``_ci_high``."""
-    lo, hi = f"{column}_ci_low", f"{column}_ci_high"
-    if not {lo, hi} <= set(frame.columns):
-        return [_cell(v, kind) for v in frame.get_column(column).to_list()]
-    return [_cell(v, kind) if is_missing(v) or is_missing(a) or is_missing(b)
-            else f"{_cell(v, kind)} [{_cell(a, kind)}, {_cell(b, kind)}]"
-            for v, a, b in frame.select(column, lo, hi).iter_rows()]  # fmt: skip
-
-
 def _view_table(frame: pl.DataFrame, columns: Sequence[str], **extra: Any) -> dict[str, Any]:
-    """What the ``table`` macro needs: the frame cut to ``columns`` (those present), formatted cells, labels."""
-    present = [c for c in columns if c in frame.columns]
-    sub = frame.select(present)
-    formatted = _formatted(sub)
-    formatted.update(extra.pop("formatted", {}))
-    labels = {c: _LABELS[c] for c in present if c in _LABELS}
-    labels.update(extra.pop("labels", {}))
-    return {"frame": sub, "columns": present, "formatted": formatted, "labels": labels, **extra}
+    """:func:`view_table` with this report's cell kinds and headings."""
+    return view_table(frame, columns, _KINDS, _LABELS, formatted=extra.pop("formatted", None),
+                      headings=extra.pop("labels", None), **extra)
 
 
 def _order(frame: pl.DataFrame) -> pl.DataFrame:
     return _order_strategies(frame, STRATEGIES)
-
-
-def fold_order(*frames: pl.DataFrame | None) -> list[str]:
-    """Fold keys in time order (by their first date in the first frame with ``fold`` and ``date``), else
-    the keys of any frame with a ``fold`` column, sorted."""
-    for f in frames:
-        if _has(f, "fold", "date"):
-            firsts = f.group_by("fold").agg(pl.col("date").min()).sort("date", "fold")
-            return [str(k) for k in firsts.get_column("fold").to_list()]
-    keys: set[str] = set()
-    for f in frames:
-        if _has(f, "fold"):
-            keys |= {str(k) for k in f.get_column("fold").unique().to_list()}
-    return sorted(keys)
 
 
 def _sort_folds(frame: pl.DataFrame, folds: Sequence[str]) -> pl.DataFrame:
@@ -189,12 +129,12 @@ def _sort_folds(frame: pl.DataFrame, folds: Sequence[str]) -> pl.DataFrame:
 def metrics_tables(metrics: pl.DataFrame) -> list[dict[str, Any]]:
     """The 1x-cost metrics: return and risk (Sharpe with its CI, Sharpe minus SPY's with its paired CI),
     and the closed-trade statistics of the book variants."""
-    if not _has(metrics, "strategy"):
+    if not has_rows(metrics, "strategy"):
         return []
     m = metrics.filter(pl.col("cost_multiplier") == 1.0) if "cost_multiplier" in metrics.columns else metrics
     m = _order(m)
     diff = f"sharpe_diff_{BENCHMARK}"
-    formatted = {c: _with_ci(m, c) for c in ("sharpe", diff) if c in m.columns}
+    formatted = {c: with_ci(m, c) for c in ("sharpe", diff) if c in m.columns}
     labels = {"sharpe": "Sharpe [95% CI]", diff: "Sharpe − SPY [95% CI]"}
     out = [{"heading": "Return and risk (1× costs)",
             **_view_table(m, ("strategy", *_RETURN_COLUMNS), formatted=formatted, labels=labels)}]
@@ -205,27 +145,8 @@ def metrics_tables(metrics: pl.DataFrame) -> list[dict[str, Any]]:
 
 
 def cost_stress_table(metrics: pl.DataFrame) -> dict[str, Any] | None:
-    """Sharpe and CAGR per strategy at each cost multiplier (columns ``sharpe_1x`` ..., ``cagr_1x`` ...)."""
-    if not _has(metrics, "strategy", "cost_multiplier"):
-        return None
-    mults = sorted(float(x) for x in metrics.get_column("cost_multiplier").unique().drop_nulls().to_list())
-    wide = _order(metrics.select("strategy").unique(maintain_order=True))
-    cols = []
-    for metric in ("sharpe", "cagr"):
-        if metric not in metrics.columns:
-            continue
-        for mult in mults:
-            name = f"{metric}_{multiplier_label(mult)}"
-            part = metrics.filter(pl.col("cost_multiplier") == mult).select("strategy", pl.col(metric).alias(name))
-            wide = wide.join(part.unique("strategy", keep="first"), on="strategy", how="left", maintain_order="left")
-            cols.append(name)
-    if not cols:
-        return None
-    header = _cost_stress_header(["strategy", *cols])
-    formatted = {c: [_cell(v, "ratio" if c.startswith("sharpe") else "pct") for v in wide.get_column(c).to_list()]
-                 for c in cols}
-    return {"frame": wide, "columns": ["strategy", *cols], "formatted": formatted,
-            "labels": {"strategy": "Strategy", **header["labels"]}, "header_groups": header["groups"]}
+    """Sharpe and CAGR per strategy at each cost multiplier (:func:`ml.reports.tables.cost_stress_table`)."""
+    return shared_cost_stress_table(metrics, STRATEGIES)
 
 
 def reference_table(reference: pl.DataFrame | None) -> dict[str, Any]:
@@ -233,7 +154,7 @@ def reference_table(reference: pl.DataFrame | None) -> dict[str, Any]:
     track does not reach the window."""
     pub = PUBLISHED["sector_book"]
     pairs = PUBLISHED["pairs_qrdqn"]
-    ours = _order(reference) if _has(reference, "strategy") else None
+    ours = _order(reference) if has_rows(reference, "strategy") else None
 
     def our_row(name: str) -> list[dict[str, Any]]:
         if ours is None:
@@ -255,7 +176,7 @@ def reference_table(reference: pl.DataFrame | None) -> dict[str, Any]:
               "max_drawdown": pl.Float64, "win_rate": pl.Float64, "profit_factor": pl.Float64, "trades": pl.Int64,
               "avg_hold_days": pl.Float64}
     frame = pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema, orient="row")
-    formatted = {"max_drawdown": [_cell(v, "pct2") for v in frame.get_column("max_drawdown").to_list()]}
+    formatted = {"max_drawdown": [cell(v, "pct2") for v in frame.get_column("max_drawdown").to_list()]}
     spy = frame.filter((pl.col("strategy") == BENCHMARK) & (pl.col("basis") == "ours"))
     return {**_view_table(frame, _REFERENCE_COLUMNS, formatted=formatted), "group_col": "strategy",
             "has_ours": ours is not None and ours.height > 0,
@@ -268,7 +189,7 @@ def regime_mix(regimes: pl.DataFrame | None) -> pl.DataFrame:
     (with ``selected``) the share of days the bandit traded the group."""
     schema = {"group": pl.Utf8, "month": pl.Date, "days": pl.UInt32, "bull": pl.Float64, "sideways": pl.Float64,
               "bear": pl.Float64, "selected_share": pl.Float64}
-    if not _has(regimes, "date", "group", "regime"):
+    if not has_rows(regimes, "date", "group", "regime"):
         return pl.DataFrame(schema=schema)
     sel = (pl.col("selected").cast(pl.Float64).mean() if "selected" in regimes.columns
            else pl.lit(None, dtype=pl.Float64))
@@ -281,7 +202,7 @@ def regime_mix(regimes: pl.DataFrame | None) -> pl.DataFrame:
 
 def regime_table(regimes: pl.DataFrame | None) -> dict[str, Any] | None:
     """Per group over the whole track: group-days, share of days in each regime, share selected."""
-    if not _has(regimes, "date", "group", "regime"):
+    if not has_rows(regimes, "date", "group", "regime"):
         return None
     sel = (pl.col("selected").cast(pl.Float64).mean() if "selected" in regimes.columns
            else pl.lit(None, dtype=pl.Float64))
@@ -297,7 +218,7 @@ def posterior_tables(posterior: pl.DataFrame | None, folds: Sequence[str]) -> tu
     selected summed over the folds (the bandit starts from its prior in every fold), the pooled win rate
     and the final fold's posterior mean and sd."""
     empty = pl.DataFrame(schema={"group": pl.Utf8, "mean": pl.Float64, "sd": pl.Float64, "trades": pl.Int64})
-    if not _has(posterior, "group", "mean"):
+    if not has_rows(posterior, "group", "mean"):
         return empty, None, None
     p = posterior.filter(pl.col("strategy") == FOCUS) if "strategy" in posterior.columns else posterior
     if not p.height:
@@ -322,7 +243,7 @@ def posterior_tables(posterior: pl.DataFrame | None, folds: Sequence[str]) -> tu
 
 def per_fold_table(per_fold: pl.DataFrame | None, folds: Sequence[str]) -> dict[str, Any] | None:
     """Per-fold metrics (1x costs), rows grouped by fold in time order, :data:`FOCUS` highlighted."""
-    if not _has(per_fold, "fold", "strategy"):
+    if not has_rows(per_fold, "fold", "strategy"):
         return None
     pf = per_fold
     if "cost_multiplier" in pf.columns and pf.get_column("cost_multiplier").n_unique() > 1:
@@ -332,7 +253,7 @@ def per_fold_table(per_fold: pl.DataFrame | None, folds: Sequence[str]) -> dict[
         pf = pf.with_columns(pl.when(pl.col("strategy") == "sector_book_zscore").then(pl.lit("zscore"))
                              .when(pl.col("strategy").is_in(BOOK_VARIANTS)).then(pl.col("pair_policy"))
                              .otherwise(None).alias("pair_policy"))
-    formatted = {"sharpe": _with_ci(pf, "sharpe")} if "sharpe" in pf.columns else {}
+    formatted = {"sharpe": with_ci(pf, "sharpe")} if "sharpe" in pf.columns else {}
     return _view_table(pf, _PER_FOLD_COLUMNS, formatted=formatted, group_col="fold",
                        labels={"sharpe": "Sharpe [95% CI]"} if "sharpe_ci_low" in pf.columns else {})
 
@@ -341,7 +262,7 @@ def trade_tables(trades: pl.DataFrame | None) -> dict[str, Any]:
     """Best and worst :data:`TOP_TRADES` closed trades of :data:`FOCUS`, and its closed trades' P&L by
     sleeve and by group (plus the trades still open at a fold's end, counted)."""
     out: dict[str, Any] = {"best": None, "worst": None, "by_sleeve": None, "by_group": None, "closed": 0}
-    if not _has(trades, "pnl"):
+    if not has_rows(trades, "pnl"):
         return out
     t = trades.filter(pl.col("strategy") == FOCUS) if "strategy" in trades.columns else trades
     closed_flag = pl.col("closed") if "closed" in t.columns else pl.col("exit_date").is_not_null()
@@ -410,7 +331,7 @@ def growth_chart(track: pl.DataFrame, *, source: str | None = None,
         fig = _figure()
         ax = fig.add_subplot()
         _title(ax, title, source)
-        if not _has(track, "strategy", "date", "net_return"):
+        if not has_rows(track, "strategy", "date", "net_return"):
             _empty(ax, "no data")
             return _png(fig)
         _track_lines(ax, equity_curves(track), "equity")
@@ -432,7 +353,7 @@ def drawdown_chart(track: pl.DataFrame, *, source: str | None = None,
         fig = _figure()
         ax = fig.add_subplot()
         _title(ax, title, source)
-        if not _has(track, "strategy", "date", "net_return"):
+        if not has_rows(track, "strategy", "date", "net_return"):
             _empty(ax, "no data")
             return _png(fig)
         _track_lines(ax, equity_curves(track), "drawdown")
@@ -451,7 +372,7 @@ def fold_sharpe_chart(per_fold: pl.DataFrame, *, source: str | None = None,
         fig = _figure()
         ax = fig.add_subplot()
         _title(ax, title, source)
-        if not _has(per_fold, "fold", "strategy", "sharpe"):
+        if not has_rows(per_fold, "fold", "strategy", "sharpe"):
             _empty(ax, "no per-fold results")
             return _png(fig)
         folds = list(dict.fromkeys(str(k) for k in per_fold.get_column("fold").to_list()))
@@ -556,7 +477,7 @@ def posterior_chart(posterior: pl.DataFrame, *, fold: str | None = None, source:
 
 def _headline(metrics: pl.DataFrame | None) -> dict[str, Any] | None:
     """The focus strategy's and SPY's key numbers at 1x costs (None when absent)."""
-    if not _has(metrics, "strategy"):
+    if not has_rows(metrics, "strategy"):
         return None
     m = metrics.filter(pl.col("cost_multiplier") == 1.0) if "cost_multiplier" in metrics.columns else metrics
     out = {}
@@ -564,8 +485,8 @@ def _headline(metrics: pl.DataFrame | None) -> dict[str, Any] | None:
         r = m.filter(pl.col("strategy") == name)
         if r.height:
             row = r.row(0, named=True)
-            out[key] = {"name": name, "sharpe": _with_ci(r, "sharpe")[0] if "sharpe" in r.columns else MISSING,
-                        **{c: _cell(row.get(c), _KINDS[c]) for c in ("cagr", "total_return", "max_drawdown",
+            out[key] = {"name": name, "sharpe": with_ci(r, "sharpe")[0] if "sharpe" in r.columns else MISSING,
+                        **{c: cell(row.get(c), _KINDS[c]) for c in ("cagr", "total_return", "max_drawdown",
                                                                       "ann_vol", "trades", "win_rate")}}
     return out or None
 
@@ -578,7 +499,7 @@ def sector_book_html(*, track: pl.DataFrame, metrics: pl.DataFrame, reference: p
     synthetic = is_synthetic_source(source)
     chart_source = "synthetic" if synthetic else source
     folds = fold_order(track, regimes, per_fold, posterior, trades)
-    has_track = _has(track, "strategy", "date", "net_return")
+    has_track = has_rows(track, "strategy", "date", "net_return")
     final, last_fold, pooled = posterior_tables(posterior, folds)
     pf = per_fold_table(per_fold, folds)
     charts: dict[str, bytes] = {}
@@ -590,14 +511,14 @@ def sector_book_html(*, track: pl.DataFrame, metrics: pl.DataFrame, reference: p
     if pf is not None and "sharpe" in pf["frame"].columns:
         charts["fold_sharpe"] = fold_sharpe_chart(pf["frame"], source=chart_source)
     pair_policies: dict[str, str] = {}
-    if _has(per_fold, "fold", "pair_policy"):
+    if has_rows(per_fold, "fold", "pair_policy"):
         for k, v in per_fold.select(pl.col("fold").cast(pl.Utf8), "pair_policy").unique().iter_rows():
             if v is not None:
                 pair_policies.setdefault(k, v)
     lo, hi = PUBLISHED["window"]
     view = {
         "title": title or "regimeflow — sector-regime book (walk-forward)",
-        "source": source, "source_text": _source_text(source), "synthetic": synthetic, "code_version": code_version,
+        "source": source, "source_text": source_text(source), "synthetic": synthetic, "code_version": code_version,
         "generated": generated_at or datetime.now(UTC), "css": _stylesheet(),
         "survivorship": SURVIVORSHIP_NOTE, "focus": FOCUS, "benchmark": BENCHMARK,
         "data_start": track.get_column("date").min() if has_track else None,

@@ -26,13 +26,14 @@ import polars as pl
 from ml.decision_engine import SOURCES
 from ml.metrics import sharpe, sharpe_diff_ci
 from ml.regimes.vix import BANDS
-from ml.reports.analysis import equity_curves, multiplier_label
+from ml.reports.analysis import equity_curves
 from ml.reports.charts import _STYLE, _date_axis, _dates, _empty, _figure, _pct, _png, _title
 from ml.reports.formatting import MISSING, is_missing
-from ml.reports.html import _cost_stress_header, _order_strategies, _stylesheet, template_environment, write_report
+from ml.reports.html import _order_strategies, _stylesheet, template_environment, write_report
 from ml.reports.sector_book import _KINDS as _SECTOR_KINDS
 from ml.reports.sector_book import _LABELS as _SECTOR_LABELS
-from ml.reports.sector_book import _cell, _has, _source_text, _view_table, _with_ci, fold_order, is_synthetic_source
+from ml.reports.tables import cell, fold_order, has_rows, is_synthetic_source, source_text, view_table, with_ci
+from ml.reports.tables import cost_stress_table as shared_cost_stress_table
 from ml.stock_book import BENCHMARKS, STOCK_VARIANTS, SURVIVORSHIP_NOTE
 
 __all__ = [
@@ -94,7 +95,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("ensemble", "RL ensemble weights per fold"),
 )
 
-# The sector book's cell kinds and headings plus this report's columns (kinds: see ml.reports.sector_book._FORMATS).
+# The sector book's cell kinds and headings plus this report's columns (kinds: ml.reports.tables.FORMATS).
 _KINDS: dict[str, str] = {
     **_SECTOR_KINDS, "entry_conviction": "ratio", "entry_prescreen": "ratio", "entry_rl": "ratio",
     "entry_technical": "ratio", "max_weight": "pct", "position_cap": "pct", "val_sharpe": "ratio",
@@ -123,13 +124,8 @@ _END = "(open at fold end)"
 
 def _table(frame: pl.DataFrame, columns: Sequence[str], *, formatted: Mapping[str, list[str]] | None = None,
            labels: Mapping[str, str] | None = None, **extra: Any) -> dict[str, Any]:
-    """The sector book's ``_view_table`` with this report's cell kinds and headings."""
-    present = [c for c in columns if c in frame.columns]
-    cells = {c: [_cell(v, _KINDS[c]) for v in frame.get_column(c).to_list()] for c in present if c in _KINDS}
-    cells.update(formatted or {})
-    heads = {c: _LABELS[c] for c in present if c in _LABELS}
-    heads.update(labels or {})
-    return _view_table(frame, present, formatted=cells, labels=heads, **extra)
+    """:func:`view_table` with this report's cell kinds and headings."""
+    return view_table(frame, columns, _KINDS, _LABELS, formatted=formatted, headings=labels, **extra)
 
 
 def _order(frame: pl.DataFrame) -> pl.DataFrame:
@@ -168,42 +164,23 @@ def headline_tables(metrics: pl.DataFrame | None) -> list[dict[str, Any]]:
     """The 1x-cost headline (Sharpe with its 95 % CI, CAGR, vol, drawdown, turnover, cost drag and the closed-
     trade statistics) of the variants and comparisons, and each one's Sharpe minus the comparisons' (paired
     bootstrap CIs)."""
-    if not _has(metrics, "strategy"):
+    if not has_rows(metrics, "strategy"):
         return []
     m = _order(_at_1x(metrics))
-    formatted = {"sharpe": _with_ci(m, "sharpe")} if "sharpe" in m.columns else {}
+    formatted = {"sharpe": with_ci(m, "sharpe")} if "sharpe" in m.columns else {}
     out = [{"heading": "Return, risk and trades", **_table(m, _HEADLINE_COLUMNS, formatted=formatted,
                                                             labels={"sharpe": "Sharpe [95% CI]"})}]
     diffs = [f"sharpe_diff_{b}" for b in BENCHMARKS if f"sharpe_diff_{b}" in m.columns]
     if diffs:
         out.append({"heading": "Sharpe minus each comparison's [95% CI]",
-                    **_table(m, ("strategy", *diffs), formatted={c: _with_ci(m, c) for c in diffs},
+                    **_table(m, ("strategy", *diffs), formatted={c: with_ci(m, c) for c in diffs},
                              labels={c: f"− {c.removeprefix('sharpe_diff_')}" for c in diffs})})
     return out
 
 
 def cost_stress_table(metrics: pl.DataFrame | None) -> dict[str, Any] | None:
-    """Sharpe and CAGR per strategy at each cost multiplier (columns ``sharpe_1x`` ..., ``cagr_1x`` ...)."""
-    if not _has(metrics, "strategy", "cost_multiplier"):
-        return None
-    mults = sorted(float(x) for x in metrics.get_column("cost_multiplier").unique().drop_nulls().to_list())
-    wide = _order(metrics.select("strategy").unique(maintain_order=True))
-    cols = []
-    for metric in ("sharpe", "cagr"):
-        if metric not in metrics.columns:
-            continue
-        for mult in mults:
-            name = f"{metric}_{multiplier_label(mult)}"
-            part = metrics.filter(pl.col("cost_multiplier") == mult).select("strategy", pl.col(metric).alias(name))
-            wide = wide.join(part.unique("strategy", keep="first"), on="strategy", how="left", maintain_order="left")
-            cols.append(name)
-    if not cols:
-        return None
-    header = _cost_stress_header(["strategy", *cols])
-    formatted = {c: [_cell(v, "ratio" if c.startswith("sharpe") else "pct") for v in wide.get_column(c).to_list()]
-                 for c in cols}
-    return {"frame": wide, "columns": ["strategy", *cols], "formatted": formatted,
-            "labels": {"strategy": "Strategy", **header["labels"]}, "header_groups": header["groups"]}
+    """Sharpe and CAGR per strategy at each cost multiplier (:func:`ml.reports.tables.cost_stress_table`)."""
+    return shared_cost_stress_table(metrics, STRATEGIES)
 
 
 def regime_weighting(track: pl.DataFrame | None, metrics: pl.DataFrame | None, *, n_boot: int = 1000,
@@ -215,7 +192,7 @@ def regime_weighting(track: pl.DataFrame | None, metrics: pl.DataFrame | None, *
     out: dict[str, Any] = {"focus": FOCUS, "ablation": ABLATION, "days": 0, "sharpe_focus": MISSING,
                            "sharpe_ablation": MISSING, "diff": None, "ci_low": None, "ci_high": None,
                            "diff_text": MISSING, "ci_text": MISSING}
-    if _has(track, "strategy", "date", "net_return"):
+    if has_rows(track, "strategy", "date", "net_return"):
         keys = ["fold", "date"] if "fold" in track.columns else ["date"]
         sides = [track.filter(pl.col("strategy") == s).select(*keys, pl.col("net_return").cast(pl.Float64).alias(s))
                  for s in (FOCUS, ABLATION)]
@@ -227,7 +204,7 @@ def regime_weighting(track: pl.DataFrame | None, metrics: pl.DataFrame | None, *
             out.update(sharpe_focus=_num(sharpe(a), ".2f"), sharpe_ablation=_num(sharpe(b), ".2f"), diff=diff,
                        ci_low=lo, ci_high=hi, diff_text=_num(diff, "+.2f"),
                        ci_text=f"[{_num(lo, '+.2f')}, {_num(hi, '+.2f')}]")
-    if out["diff"] is None and _has(metrics, "strategy", "sharpe"):
+    if out["diff"] is None and has_rows(metrics, "strategy", "sharpe"):
         m = _at_1x(metrics)
         for key, name in (("sharpe_focus", FOCUS), ("sharpe_ablation", ABLATION)):
             r = m.filter(pl.col("strategy") == name)
@@ -259,7 +236,7 @@ def regime_weighting(track: pl.DataFrame | None, metrics: pl.DataFrame | None, *
 def exposure_band_table(track: pl.DataFrame | None) -> dict[str, Any] | None:
     """``stock_book``'s earned days per VIX band: days, share, average VIX, average long / short exposure,
     positions and candidates (bands in :data:`ml.regimes.vix.BANDS` order, days without a band last)."""
-    if not _has(track, "strategy", "band", "long_exposure"):
+    if not has_rows(track, "strategy", "band", "long_exposure"):
         return None
     t = track.filter(pl.col("strategy") == FOCUS)
     if not t.height:
@@ -278,7 +255,7 @@ def exposure_band_table(track: pl.DataFrame | None) -> dict[str, Any] | None:
 
 def exposure_vix_corr(track: pl.DataFrame | None) -> float | None:
     """Correlation of ``stock_book``'s long exposure with the VIX over the days with both (None if < 3)."""
-    if not _has(track, "strategy", "long_exposure", "vix"):
+    if not has_rows(track, "strategy", "long_exposure", "vix"):
         return None
     t = (track.filter(pl.col("strategy") == FOCUS)
          .select(pl.col("long_exposure").cast(pl.Float64), pl.col("vix").cast(pl.Float64)).drop_nulls())
@@ -290,7 +267,7 @@ def exposure_vix_corr(track: pl.DataFrame | None) -> float | None:
 
 def attribution_table(attribution: pl.DataFrame | None) -> dict[str, Any] | None:
     """P&L per source (fraction of equity summed over the track), one row per book variant, plus the total."""
-    if not _has(attribution, "strategy", "source", "pnl"):
+    if not has_rows(attribution, "strategy", "source", "pnl"):
         return None
     a = attribution.group_by("strategy", "source").agg(pl.col("pnl").cast(pl.Float64).sum())
     present = set(a.get_column("source").to_list())
@@ -301,12 +278,12 @@ def attribution_table(attribution: pl.DataFrame | None) -> dict[str, Any] | None
         wide = wide.join(part, on="strategy", how="left", maintain_order="left")
     wide = wide.with_columns(pl.sum_horizontal([pl.col(s).fill_null(0.0) for s in sources]).alias("total"))
     cols = [*sources, "total"]
-    formatted = {c: [_cell(v, "pct2") for v in wide.get_column(c).to_list()] for c in cols}
+    formatted = {c: [cell(v, "pct2") for v in wide.get_column(c).to_list()] for c in cols}
     return _table(wide, ("strategy", *cols), formatted=formatted, labels={s: s for s in sources})
 
 
 def _stock_book_trades(trades: pl.DataFrame | None) -> pl.DataFrame | None:
-    if not _has(trades, "pnl"):
+    if not has_rows(trades, "pnl"):
         return None
     t = trades.filter(pl.col("strategy") == FOCUS) if "strategy" in trades.columns else trades
     return t.with_columns(pl.col("fold").cast(pl.Utf8)) if "fold" in t.columns else t
@@ -352,7 +329,7 @@ def exit_reason_table(trades: pl.DataFrame | None) -> dict[str, Any] | None:
 
 def per_fold_table(per_fold: pl.DataFrame | None, folds: Sequence[str]) -> dict[str, Any] | None:
     """Sharpe per fold (rows, time order) for each strategy (columns ``sharpe_<strategy>``), 1x costs."""
-    if not _has(per_fold, "fold", "strategy", "sharpe"):
+    if not has_rows(per_fold, "fold", "strategy", "sharpe"):
         return None
     pf = _at_1x(per_fold).with_columns(pl.col("fold").cast(pl.Utf8))
     names = _names(pf.get_column("strategy").unique().to_list())
@@ -362,7 +339,7 @@ def per_fold_table(per_fold: pl.DataFrame | None, folds: Sequence[str]) -> dict[
                 .select("fold", pl.col("sharpe").cast(pl.Float64).alias(f"sharpe_{s}")))
         wide = wide.join(part, on="fold", how="left", maintain_order="left")
     cols = [f"sharpe_{s}" for s in names]
-    formatted = {c: [_cell(v, "ratio") for v in wide.get_column(c).to_list()] for c in cols}
+    formatted = {c: [cell(v, "ratio") for v in wide.get_column(c).to_list()] for c in cols}
     return {**_table(wide, ("fold", *cols), formatted=formatted, labels={f"sharpe_{s}": s for s in names}),
             "focus_column": f"sharpe_{FOCUS}"}
 
@@ -374,7 +351,7 @@ def _cap_label(cap: float) -> str:
 def cap_search_tables(cap_search: pl.DataFrame | None, folds: Sequence[str]) -> dict[str, Any] | None:
     """The calm-market position cap chosen per fold (with its validation Sharpe and return) and the whole
     search grid: validation Sharpe per fold (rows) and cap (columns), the chosen one starred."""
-    if not _has(cap_search, "fold", "position_cap"):
+    if not has_rows(cap_search, "fold", "position_cap"):
         return None
     c = (cap_search.with_columns(pl.col("fold").cast(pl.Utf8), pl.col("position_cap").cast(pl.Float64))
          .with_columns(_fold_rank(folds).alias("_r")).sort("_r", "fold", "position_cap").drop("_r"))
@@ -393,7 +370,7 @@ def cap_search_tables(cap_search: pl.DataFrame | None, folds: Sequence[str]) -> 
                     .select("fold", pl.col("val_sharpe").cast(pl.Float64).alias(name),
                             chosen_flag.alias(f"_{name}")))
             wide = wide.join(part, on="fold", how="left", maintain_order="left")
-            formatted[name] = [_cell(v, "ratio") + (" ★" if flag else "")
+            formatted[name] = [cell(v, "ratio") + (" ★" if flag else "")
                                for v, flag in wide.select(name, f"_{name}").iter_rows()]
             labels[name] = _cap_label(cap)
         cols = [f"cap_{i}" for i in range(len(caps))]
@@ -406,7 +383,7 @@ def cap_search_tables(cap_search: pl.DataFrame | None, folds: Sequence[str]) -> 
 def ensemble_table(ensemble: pl.DataFrame | None, folds: Sequence[str]) -> dict[str, Any] | None:
     """The RL ensemble's members per fold (time order, heaviest first): weight, composite score, validation
     return and whether the fold fell back to equal weights."""
-    if not _has(ensemble, "fold", "member"):
+    if not has_rows(ensemble, "fold", "member"):
         return None
     e = ensemble.with_columns(pl.col("fold").cast(pl.Utf8), _fold_rank(folds).alias("_r"))
     by = ["_r", "fold", *(["weight"] if "weight" in e.columns else []), "member"]
@@ -424,7 +401,7 @@ def ensemble_table(ensemble: pl.DataFrame | None, folds: Sequence[str]) -> dict[
 
 def _headline(metrics: pl.DataFrame | None) -> dict[str, Any] | None:
     """The focus strategy's and SPY's key numbers at 1x costs (None when absent)."""
-    if not _has(metrics, "strategy"):
+    if not has_rows(metrics, "strategy"):
         return None
     m = _at_1x(metrics)
     out = {}
@@ -432,8 +409,8 @@ def _headline(metrics: pl.DataFrame | None) -> dict[str, Any] | None:
         r = m.filter(pl.col("strategy") == name)
         if r.height:
             row = r.row(0, named=True)
-            out[key] = {"name": name, "sharpe": _with_ci(r, "sharpe")[0] if "sharpe" in r.columns else MISSING,
-                        **{c: _cell(row.get(c), _KINDS[c]) for c in ("cagr", "max_drawdown", "trades", "win_rate")}}
+            out[key] = {"name": name, "sharpe": with_ci(r, "sharpe")[0] if "sharpe" in r.columns else MISSING,
+                        **{c: cell(row.get(c), _KINDS[c]) for c in ("cagr", "max_drawdown", "trades", "win_rate")}}
     return out or None
 
 
@@ -483,7 +460,7 @@ def growth_chart(track: pl.DataFrame, *, source: str | None = None,
         fig = _figure()
         ax = fig.add_subplot()
         _title(ax, title, source)
-        if not _has(track, "strategy", "date", "net_return"):
+        if not has_rows(track, "strategy", "date", "net_return"):
             _empty(ax, "no data")
             return _png(fig)
         names = _names(track.get_column("strategy").unique().to_list())
@@ -508,7 +485,7 @@ def drawdown_chart(track: pl.DataFrame, *, source: str | None = None,
         fig = _figure()
         ax = fig.add_subplot()
         _title(ax, title, source)
-        if not _has(track, "strategy", "date", "net_return") or not track.filter(
+        if not has_rows(track, "strategy", "date", "net_return") or not track.filter(
                 pl.col("strategy").is_in(names)).height:
             _empty(ax, "no data")
             return _png(fig)
@@ -531,7 +508,7 @@ def exposure_vix_chart(track: pl.DataFrame, *, source: str | None = None,
         ax = fig.add_subplot()
         _title(ax, title, source)
         s = (track.filter(pl.col("strategy") == FOCUS).sort("date")
-             if _has(track, "strategy", "date", "long_exposure") else None)
+             if has_rows(track, "strategy", "date", "long_exposure") else None)
         if s is None or not s.height:
             _empty(ax, "no exposure data")
             return _png(fig)
@@ -569,7 +546,7 @@ def attribution_chart(attribution: pl.DataFrame, *, source: str | None = None,
         fig = _figure()
         ax = fig.add_subplot()
         _title(ax, title, source)
-        if not _has(attribution, "strategy", "source", "pnl"):
+        if not has_rows(attribution, "strategy", "source", "pnl"):
             _empty(ax, "no attribution")
             return _png(fig)
         a = attribution.group_by("strategy", "source").agg(pl.col("pnl").cast(pl.Float64).sum())
@@ -605,7 +582,7 @@ def stock_book_view(*, track: pl.DataFrame | None, metrics: pl.DataFrame | None,
     synthetic = is_synthetic_source(source)
     chart_source = "synthetic" if synthetic else source
     folds = fold_order(track, per_fold, cap_search, ensemble, trades)
-    has_track = _has(track, "strategy", "date", "net_return")
+    has_track = has_rows(track, "strategy", "date", "net_return")
     present = set(track.get_column("strategy").to_list()) if has_track else set()
     charts: dict[str, bytes] = {}
     if has_track:
@@ -614,12 +591,12 @@ def stock_book_view(*, track: pl.DataFrame | None, metrics: pl.DataFrame | None,
             charts["drawdown"] = drawdown_chart(track, source=chart_source)
     if FOCUS in present and "long_exposure" in track.columns:
         charts["exposure"] = exposure_vix_chart(track, source=chart_source)
-    if _has(attribution, "strategy", "source", "pnl"):
+    if has_rows(attribution, "strategy", "source", "pnl"):
         charts["attribution"] = attribution_chart(attribution, source=chart_source)
     corr = exposure_vix_corr(track)
     return {
         "title": title or "regimeflow — stock book (walk-forward)",
-        "source": source, "source_text": _source_text(source), "synthetic": synthetic, "code_version": code_version,
+        "source": source, "source_text": source_text(source), "synthetic": synthetic, "code_version": code_version,
         "generated": generated_at or datetime.now(UTC), "css": _stylesheet(), "sections": SECTIONS,
         "headings": dict(SECTIONS), "survivorship": SURVIVORSHIP_NOTE, "focus": FOCUS, "ablation": ABLATION,
         "benchmark": BENCHMARK, "variants": STOCK_VARIANTS, "benchmarks": BENCHMARKS,
