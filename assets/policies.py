@@ -25,6 +25,7 @@ from assets.keys import (
 )
 from infra.io_managers import FoldModel, LoadedModel
 from infra.partitions import folds_partitions
+from infra.queues import rl_step_tags
 from infra.resources import PolicyResource
 from ml import metrics
 from ml.agents.ensemble import EnsemblePolicy, composite_ensemble
@@ -144,7 +145,7 @@ def train_fold_policy(context: dg.AssetExecutionContext, policy: PolicyResource,
 
 def _policy_asset(kind: str, key: dg.AssetKey):
     @dg.asset(key=key, partitions_def=folds_partitions, group_name="policies",
-              kinds={"pytorch", "duckdb"}, io_manager_key="model_io_manager",
+              kinds={"pytorch", "duckdb"}, io_manager_key="model_io_manager", op_tags=rl_step_tags(),
               ins={**PANEL_INPUTS, **FOLD_PANEL_INPUTS},
               description=f"{LABELS[kind]} allocation policy of the fold partition: fitted on the train window "
               "before the validation slice, best checkpoint by validation Sharpe (decisions at the close of t earn "

@@ -24,6 +24,7 @@ from assets.keys import (
 from infra.automation import eager_when_checks_pass
 from infra.io_managers import FoldModel, LoadedModel
 from infra.partitions import folds_partitions
+from infra.queues import rl_step_tags
 from infra.resources import FeatureStoreResource, SectorBookResource, WarehouseResource
 from infra.version import code_version
 from ml.evaluation import stitch_walk_forward
@@ -114,7 +115,7 @@ def _pair_states(bars, features, pairs, sectors, cfg):
 
 
 @dg.asset(key=MODELS_PAIRS_QRDQN, partitions_def=folds_partitions, group_name=GROUP, kinds={"pytorch"},
-          io_manager_key="model_io_manager",
+          io_manager_key="model_io_manager", op_tags=rl_step_tags(),
           ins={**BOOK_INPUTS, "pairs": dg.AssetIn(MODELS_SECTOR_PAIRS),
                "features": dg.AssetIn(FEATURES_DAILY, metadata={"columns": PAIR_FEATURES})})
 def pairs_qrdqn(context: dg.AssetExecutionContext, sector_book: SectorBookResource, bars: pl.DataFrame,

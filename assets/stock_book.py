@@ -26,6 +26,7 @@ from assets.keys import (
 from infra.automation import eager_when_checks_pass
 from infra.io_managers import FoldModel, LoadedModel
 from infra.partitions import folds_partitions
+from infra.queues import rl_step_tags
 from infra.resources import FeatureStoreResource, RegimeResource, StockBookResource, WarehouseResource
 from infra.version import code_version
 from ml.evaluation import stitch_walk_forward
@@ -142,7 +143,7 @@ def stock_funnel_no_lookahead(context: dg.AssetCheckExecutionContext, features: 
 
 
 @dg.asset(key=MODELS_STOCK_RL, partitions_def=folds_partitions, group_name=GROUP, kinds={"pytorch"},
-          io_manager_key="model_io_manager", ins=BOOK_INPUTS)
+          io_manager_key="model_io_manager", ins=BOOK_INPUTS, op_tags=rl_step_tags())
 def stock_rl(context: dg.AssetExecutionContext, stock_book: StockBookResource, funnel: pl.DataFrame,
              features: pl.DataFrame, bars: pl.DataFrame, vix: pl.DataFrame, sectors: pl.DataFrame,
              folds: pl.DataFrame) -> FoldModel:

@@ -99,6 +99,15 @@ def _run_main_job(args: argparse.Namespace, run_config: dict, instance) -> _Main
         return defs.resolve_job_def(job).execute_in_process(run_config=run_config, instance=instance,
                                                             raise_on_error=False, **kwargs)
 
+    def execute_fold(key: str):
+        if args.executor != "celery":
+            return execute("fold", partition_key=key)
+        # every step of the fold run is a Celery task (orchestration.executors); this process orchestrates
+        from orchestration.definitions import reconstructable_job
+
+        return dg.execute_job(reconstructable_job("fold"), instance=instance, run_config=run_config,
+                              tags={"dagster/partition": key, "regimeflow/trigger": "cli"}, raise_on_error=False)
+
     runs = _MainRuns(execute(args.job))
     runs.blocked = [e for e in runs.first.get_asset_check_evaluations()
                     if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
@@ -116,7 +125,7 @@ def _run_main_job(args: argparse.Namespace, run_config: dict, instance) -> _Main
     for i, key in enumerate(wanted, 1):
         print(f"--- fold {key} ({i}/{len(wanted)}) ---", flush=True)
         t0 = time.perf_counter()
-        runs.folds.append((key, execute("fold", partition_key=key), time.perf_counter() - t0))
+        runs.folds.append((key, execute_fold(key), time.perf_counter() - t0))
     if any(r.success for _, r, _ in runs.folds):
         if _yearly_fold_succeeded(runs.folds):
             print("--- walk-forward report ---", flush=True)
@@ -134,7 +143,21 @@ def _yearly_fold_succeeded(folds: list) -> bool:
     return any(result.success and key.isdigit() for key, result, _ in folds)
 
 
+def _resolved_settings(wh) -> dict:
+    """Run config naming the warehouse file and the data source this process resolved from its environment
+    ($REGIMEFLOW_WAREHOUSE, --source / --data-dir), for steps that run in other processes (Celery workers)."""
+    market = {k: v for k, v in (("source", os.environ.get("REGIMEFLOW_SOURCE")),
+                                ("data_dir", os.environ.get("REGIMEFLOW_DATA_DIR"))) if v}
+    resources: dict = {"warehouse": {"config": {"path": str(wh.path)}}}
+    if market:
+        resources["market"] = {"config": market}
+    return {"resources": resources}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    from orchestration.executors import EXECUTOR_ENV
+
+    os.environ[EXECUTOR_ENV] = args.executor = args.executor or os.environ.get(EXECUTOR_ENV) or "in_process"
     if args.source:
         os.environ["REGIMEFLOW_SOURCE"] = args.source
     if args.data_dir:
@@ -152,6 +175,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the profile's overrides for every job; the analyst snapshot is published once, at the end
     run_config = merge_run_config(load_profile(args.profile),
                                   {"loggers": {"console": {"config": {"log_level": args.log_level}}}})
+    if args.executor == "celery":  # workers do not share this process's environment: pin what it resolved
+        run_config = merge_run_config(_resolved_settings(wh), run_config)
     try:
         with deferred_publishing():
             runs = _run_main_job(args, run_config, instance)
@@ -244,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
                      help=f"training profile: {' | '.join(PROFILE_NAMES)} (orchestration/profiles/<name>.yaml) or the "
                      "path of your own run-config YAML; its resource settings apply to every job")
     run.add_argument("--log-level", default="INFO", help="console log level (DEBUG shows every Dagster event)")
+    run.add_argument("--executor", choices=["in_process", "celery"], default=None,
+                     help="where the fold runs' steps execute: in this process (default; $REGIMEFLOW_EXECUTOR) or "
+                     "on Celery workers (needs a Postgres instance in $DAGSTER_HOME, the broker in "
+                     "$REGIMEFLOW_CELERY_BROKER and running `celery -A orchestration.celery_app worker` processes)")
     run.set_defaults(func=cmd_run)
     nightly = sub.add_parser("nightly", help="run the nightly job once (incremental ingest → decision)")
     nightly.add_argument("--log-level", default="INFO")

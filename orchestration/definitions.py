@@ -33,6 +33,7 @@ from infra.resources import (
     StockBookResource,
     WarehouseResource,
 )
+from orchestration.executors import default_executor
 from orchestration.jobs import ALL_JOBS
 from orchestration.schedules import nightly_schedule
 from orchestration.sensors import ALL_SENSORS
@@ -62,10 +63,11 @@ DEFAULT_RESOURCES = {
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
-    # Steps run one after another inside each run: every heavy step (PPO's 2 update threads, the
+    # Default: steps run one after another inside each run: every heavy step (PPO's 2 update threads, the
     # prescreen's 2 worker processes) already uses both cores of a 2-core machine, and oversubscribed
-    # torch threads slow down by 10x. Parallelism across folds comes from launching several fold runs.
-    executor=dg.in_process_executor,
+    # torch threads slow down by 10x. $REGIMEFLOW_EXECUTOR=celery sends each step to Celery workers instead
+    # (orchestration.executors).
+    executor=default_executor(),
     asset_checks=dg.load_asset_checks_from_modules(CHECK_MODULES),
     jobs=ALL_JOBS,
     schedules=[nightly_schedule],
@@ -81,3 +83,14 @@ def definitions_with(**resources) -> dg.Definitions:
     return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
                           schedules=defs.schedules, sensors=defs.sensors, executor=defs.executor,
                           resources={**DEFAULT_RESOURCES, **resources})
+
+
+def job_named(name: str) -> dg.JobDefinition:
+    """Job ``name`` of ``defs`` resolved: the reconstructor of :func:`reconstructable_job` (Celery workers and
+    ``dg.execute_job`` rebuild the job in their own process from this module)."""
+    return defs.resolve_job_def(name)
+
+
+def reconstructable_job(name: str):
+    """A reconstructable pointer to job ``name`` (what multi-process executors need, e.g. Celery)."""
+    return dg.build_reconstructable_job("orchestration.definitions", "job_named", reconstructable_args=(name,))

@@ -52,6 +52,10 @@ FOLD_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM, MODELS_PRESCREEN, MOD
                                        MODELS_STOCK_FUNNEL, MODELS_STOCK_RL, EVAL_STOCK_BOOK)
 DECIDE_ASSETS = dg.AssetSelection.assets(REGIMES_SECTOR_HMM_LIVE, DECISIONS_DAILY, MONITORING_DRIFT)
 
+#: Tag of the runs that rewrite shared, unpartitioned tables: the cluster instance (deploy/cluster/dagster.yaml)
+#: runs at most one of them at a time; fold runs (their own partitions) are not limited by it.
+SHARED_WAREHOUSE_TAGS = {"regimeflow/warehouse": "shared"}
+
 #: The nightly job's run config: incremental ingestion and incremental feature/label writes.
 NIGHTLY_RUN_CONFIG = {
     "ops": {
@@ -62,11 +66,12 @@ NIGHTLY_RUN_CONFIG = {
 }
 
 ingest_job = dg.define_asset_job(
-    "ingest", selection=dg.AssetSelection.groups("ingestion"),
+    "ingest", selection=dg.AssetSelection.groups("ingestion"), tags=SHARED_WAREHOUSE_TAGS,
     description="Load market data into raw.* / ref.* and run the blocking data-quality checks.",
 )
 prepare_job = dg.define_asset_job(
-    "prepare", selection=dg.AssetSelection.all() - FOLD_ASSETS.downstream(), tags={LOOKAHEAD_MODE_TAG: "full"},
+    "prepare", selection=dg.AssetSelection.all() - FOLD_ASSETS.downstream(),
+    tags={LOOKAHEAD_MODE_TAG: "full", **SHARED_WAREHOUSE_TAGS},
     description="Everything not per fold: ingestion, features, labels, VIX regimes, folds (with checks), and the "
     "research reproductions on their own protocols (research group).",
 )
@@ -78,12 +83,12 @@ fold_job = dg.define_asset_job(
 )
 report_job = dg.define_asset_job(
     "report", selection=dg.AssetSelection.assets(EVAL_WALK_FORWARD, EVAL_SECTOR_BOOK_WALK_FORWARD,
-                                       EVAL_STOCK_BOOK_WALK_FORWARD),
+                                       EVAL_STOCK_BOOK_WALK_FORWARD), tags=SHARED_WAREHOUSE_TAGS,
     description="Across folds: the stitched walk-forward tracks (allocation, sector and stock books), their reports and "
     "the analyst views.",
 )
 decide_job = dg.define_asset_job(
-    "decide", selection=DECIDE_ASSETS,
+    "decide", selection=DECIDE_ASSETS, tags=SHARED_WAREHOUSE_TAGS,
     description="The deployed (newest) fold's live sector-HMM states, the daily decision(s) and the drift statistics.",
 )
 nightly_job = dg.define_asset_job(
@@ -92,7 +97,7 @@ nightly_job = dg.define_asset_job(
     | dg.AssetSelection.assets(REF_TRADING_CALENDAR, FEATURES_DAILY, LABELS_FORWARD, REGIMES_VIX, REF_FOLDS)
     | DECIDE_ASSETS,
     config=NIGHTLY_RUN_CONFIG,
-    tags={LOOKAHEAD_MODE_TAG: "fast"},
+    tags={LOOKAHEAD_MODE_TAG: "fast", **SHARED_WAREHOUSE_TAGS},
     description="After the US close: new bars (incremental, with overlap) → features → checks → regimes and "
     "folds → today's decision → drift statistics. Catches up missed sessions; a night without new data decides "
     "nothing.",
