@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/services.sh   # PostgreSQL and Redis for the scale-out tests, when missing
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
