@@ -105,6 +105,9 @@ def _run_main_job(args: argparse.Namespace, run_config: dict, instance) -> _Main
         # every step of the fold run is a Celery task (orchestration.executors); this process orchestrates
         from orchestration.definitions import reconstructable_job
 
+        if defs.executor.name != "celery":  # the code location was loaded before $REGIMEFLOW_EXECUTOR was set
+            raise RuntimeError(f"--executor celery, but the loaded definitions use {defs.executor.name!r}: set "
+                               "REGIMEFLOW_EXECUTOR=celery before orchestration.definitions is imported")
         return dg.execute_job(reconstructable_job("fold"), instance=instance, run_config=run_config,
                               tags={"dagster/partition": key, "regimeflow/trigger": "cli"}, raise_on_error=False)
 
