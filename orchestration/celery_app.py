@@ -6,7 +6,7 @@ the same broker settings::
     celery -A orchestration.celery_app worker -Q cpu --concurrency 1 -n cpu1@%h
     celery -A orchestration.celery_app worker -Q gpu --concurrency 1 -n gpu1@%h   # with REGIMEFLOW_RL_QUEUE=gpu
 
-(``regimeflow worker`` wraps the first.) Each task executes one step: it loads the job from
+(``deploy/cluster/regimeflow-worker@.service`` runs the same command as a service.) Each task executes one step: it loads the job from
 ``orchestration.definitions``, the run from the instance, and reads / writes data through the IO managers.
 """
 from __future__ import annotations

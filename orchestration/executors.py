@@ -2,12 +2,12 @@
 
 * ``in_process`` (default): every step of a run in the run's own process, one after another. On a small
   machine each heavy step (PPO's update threads, the prescreen's worker processes) already uses every core.
-* ``celery``: each step is a Celery task on the Redis broker, picked up by ``regimeflow worker`` processes
+* ``celery``: each step is a Celery task on the Redis broker, picked up by worker processes
   (``celery -A orchestration.celery_app worker``) on this or other machines; independent steps of a run (a
   fold's HMMs, prescreen, PPO, SAC, TD3, ...) run in parallel on different workers. Steps go to queue ``cpu``
   unless tagged for another one (:mod:`infra.queues`: the RL learners go to ``$REGIMEFLOW_RL_QUEUE``,
-  e.g. ``gpu``, when it is set). Needs an instance every process can reach (Postgres: ``deploy/dagster.yaml``)
-  and workers started with the same broker.
+  e.g. ``gpu``, when it is set). Needs an instance every process can reach (Postgres:
+  ``deploy/cluster/dagster.yaml``) and workers started with the same broker.
 
 Chosen by ``$REGIMEFLOW_EXECUTOR``; broker / result backend by ``$REGIMEFLOW_CELERY_BROKER`` and
 ``$REGIMEFLOW_CELERY_BACKEND`` (default: the broker). The launching process and the workers must agree.

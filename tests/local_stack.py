@@ -3,7 +3,7 @@
 
 Each starts on a free loopback port under a temporary directory and stops (SIGTERM, then SIGKILL) on ``stop``.
 PostgreSQL refuses to run as root: as root, the server runs as the ``postgres`` system user (``runuser``).
-:func:`missing` says which programs are absent (``scripts/setup.sh`` installs the Debian packages
+:func:`missing` says which programs are absent (``scripts/services.sh`` installs the Debian packages
 ``postgresql`` and ``redis-server`` when it can)."""
 from __future__ import annotations
 
@@ -72,17 +72,13 @@ def _stop(proc: subprocess.Popen | None, timeout_s: float = 20.0) -> None:
 @dataclass
 class Postgres:
     """A throwaway PostgreSQL cluster in a fresh directory under the system temp dir (the server's user must
-    reach it: pytest's own temp dirs are private to root); ``url`` points at its database ``dagster`` (trust auth
-    on loopback). ``stop`` shuts it down and removes the directory."""
+    reach it: pytest's own temp dirs are private to root), with database ``dagster`` (trust auth on loopback).
+    ``stop`` shuts it down and removes the directory."""
 
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="regimeflow-pg-")))
     port: int = field(default_factory=free_port)
     user: str = "regimeflow"
     database: str = "dagster"
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
 
     def _as_owner(self, *cmd: str) -> list[str]:
         return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)

@@ -130,6 +130,22 @@ def _artifacts(warehouse: Path) -> dict[tuple[str, str], object]:
     return out
 
 
+def _assert_same_outputs(wh: Path, ref_wh: Path) -> None:
+    """Bit for bit: every fold output table (analyst snapshots) and every model's content equal the reference's
+    (the artifact files themselves differ: they record their training's wall time)."""
+    ours, theirs = _tables(wh.with_name("wh_read.duckdb")), _tables(ref_wh.with_name("wh_read.duckdb"))
+    assert ours.keys() == theirs.keys() and len(ours) > 30
+    for name in ours:
+        frame_ours, frame_theirs = ours[name], theirs[name]
+        if name == "models.artifacts":  # meta: JSON with wall times and file hashes, compared below
+            frame_ours, frame_theirs = (f.drop("meta") for f in (frame_ours, frame_theirs))
+        assert frame_ours.equals(frame_theirs), name
+    models_ours, models_theirs = _artifacts(wh), _artifacts(ref_wh)
+    assert models_ours.keys() == models_theirs.keys() and len(models_ours) == 18
+    for key in models_ours:
+        assert _differences(models_ours[key], models_theirs[key]) == [], key
+
+
 class _Reader(threading.Thread):
     """An analyst querying the warehouse's snapshot every 0.2 s while the backfill runs."""
 
@@ -221,19 +237,7 @@ def test_fold_backfill_runs_on_celery_workers_and_equals_in_process(stack, runs,
         hosts |= set(_celery_hosts(logs).values())
     assert hosts == {w.hostname for w in stack["workers"]}  # both workers took steps
 
-    # bit for bit: every fold output and every model's weights equal the in-process run's (the artifact files
-    # themselves differ: they record their training's wall time)
-    ours, theirs = _tables(runs["wh"].with_name("wh_read.duckdb")), _tables(runs["ref_wh"].with_name("wh_read.duckdb"))
-    assert ours.keys() == theirs.keys() and len(ours) > 30
-    for name in ours:
-        frame_ours, frame_theirs = ours[name], theirs[name]
-        if name == "models.artifacts":  # meta: JSON with wall times and file hashes, compared below
-            frame_ours, frame_theirs = (f.drop("meta") for f in (frame_ours, frame_theirs))
-        assert frame_ours.equals(frame_theirs), name
-    models_ours, models_theirs = _artifacts(runs["wh"]), _artifacts(runs["ref_wh"])
-    assert models_ours.keys() == models_theirs.keys() and len(models_ours) == 18
-    for key in models_ours:
-        assert _differences(models_ours[key], models_theirs[key]) == [], key
+    _assert_same_outputs(runs["wh"], runs["ref_wh"])
 
 
 def test_a_worker_killed_mid_step_requeues_the_step_and_leaves_nothing_half_written(stack, runs, monkeypatch):
@@ -272,13 +276,4 @@ def test_a_worker_killed_mid_step_requeues_the_step_and_leaves_nothing_half_writ
     assert len(ppo_starts) == 2 and ppo_starts[0].dagster_event.pid in killed  # the killed try and the re-run
     assert all(w.proc.poll() is None for w in stack["workers"])  # the worker replaced its pool process
 
-    ours, theirs = _tables(runs["wh"].with_name("wh_read.duckdb")), _tables(runs["ref_wh"].with_name("wh_read.duckdb"))
-    assert ours.keys() == theirs.keys()
-    for name in ours:
-        frame_ours, frame_theirs = ours[name], theirs[name]
-        if name == "models.artifacts":
-            frame_ours, frame_theirs = (f.drop("meta") for f in (frame_ours, frame_theirs))
-        assert frame_ours.equals(frame_theirs), name
-    models_ours, models_theirs = _artifacts(runs["wh"]), _artifacts(runs["ref_wh"])
-    for key in models_ours:
-        assert _differences(models_ours[key], models_theirs[key]) == [], key
+    _assert_same_outputs(runs["wh"], runs["ref_wh"])
