@@ -31,6 +31,35 @@ def _instance():
     return dg.DagsterInstance.get()
 
 
+INSTANCE_LOST = 3  # exit code: the Dagster instance's database went away (e.g. Postgres stopped) during the run
+
+
+def _instance_storage_error(exc: BaseException) -> BaseException | None:
+    """The database error behind ``exc`` when the Dagster instance's storage (Postgres, or SQLite) failed,
+    else None: dagster-postgres gives up after its connection retries, SQLAlchemy raises OperationalError."""
+    seen = exc
+    while seen is not None:
+        name = type(seen).__name__
+        if name in ("DagsterPostgresException", "OperationalError") and not type(seen).__module__.startswith("duckdb"):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _report_instance_lost(exc: BaseException, what: str) -> int:
+    """Say clearly that the instance's database went away, what that means for the warehouse, and what to do."""
+    where = (f"PostgreSQL at {os.environ['REGIMEFLOW_PG_HOST']}:{os.environ.get('REGIMEFLOW_PG_PORT', '5432')}"
+             if os.environ.get("REGIMEFLOW_PG_HOST") else "its database")
+    print(f"\nregimeflow: the Dagster instance ($DAGSTER_HOME={os.environ.get('DAGSTER_HOME')}) lost {where} during "
+          f"{what}: {str(exc).strip().splitlines()[0]}\n"
+          "  The warehouse is consistent: every step writes its tables in one DuckDB transaction, so the steps that "
+          "finished are stored whole and the interrupted one wrote nothing.\n"
+          "  The interrupted run's record in the instance is incomplete (it may show as STARTED).\n"
+          "  Bring the database back (e.g. `systemctl start postgresql`) and run the same command again.",
+          file=sys.stderr, flush=True)
+    return INSTANCE_LOST
+
+
 def _print_summary(wh, result, profile: str) -> None:
     from warehouse import ingest as wi
 
@@ -183,6 +212,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with deferred_publishing():
             runs = _run_main_job(args, run_config, instance)
+    except Exception as exc:  # the instance's database going away is an operational failure, said plainly
+        if _instance_storage_error(exc) is None:
+            raise
+        return _report_instance_lost(_instance_storage_error(exc), "the run")
     finally:
         if wh.path.exists():
             wh.publish_snapshot()
@@ -238,8 +271,13 @@ def cmd_nightly(args: argparse.Namespace) -> int:
 
     instance = _instance()
     run_config = {**NIGHTLY_RUN_CONFIG, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
-    result = defs.resolve_job_def("nightly").execute_in_process(
-        run_config=run_config, instance=instance, raise_on_error=False, tags={"regimeflow/trigger": "cli"})
+    try:
+        result = defs.resolve_job_def("nightly").execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False, tags={"regimeflow/trigger": "cli"})
+    except Exception as exc:
+        if _instance_storage_error(exc) is None:
+            raise
+        return _report_instance_lost(_instance_storage_error(exc), "the nightly run")
     wh = WarehouseResource().get()
     print(f"nightly run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'}")
     _print_stale_inputs(wh)
