@@ -243,6 +243,9 @@ class PolicyResource(dg.ConfigurableResource):
     seed: Optional[int] = None
     device: Optional[str] = Field(default=None, description="auto (CUDA when available, else CPU) | cpu | cuda. "
                                   + _ML_DEFAULT.format("auto"))
+    torch_threads: Optional[int] = Field(default=None, ge=1, description="torch CPU threads of every learner's "
+                                         "updates (PPO, SAC, TD3); 1 when several workers share the cores. "
+                                         + _ML_DEFAULT.format("2"))
     qlearning_epochs_scale: Optional[float] = Field(default=None, description="Multiplies the Q-learning "
                                                     "simulations' epochs (2,000 / 1,000). " + _ML_DEFAULT.format("1.0"))
     borrow_rate: Optional[float] = Field(default=None, description="Annual rate on borrowed cash of levered "
@@ -272,15 +275,21 @@ class PolicyResource(dg.ConfigurableResource):
         return EnvConfig(**kw)
 
     def ppo_config(self):
+        """PPO's config; on CUDA (``device`` auto or cuda) sized for the GPU where not set here
+        (``ml.agents.gpu_profile``)."""
+        from ml.agents.gpu_profile import gpu_sized
         from ml.agents.ppo import PPOConfig
 
-        return PPOConfig(**overrides(self, ["total_steps", "num_envs", "num_steps", "update_epochs", "num_minibatches",
-                                            "ent_coef", "shared_body", "seed", "device"]))
+        kw = overrides(self, ["total_steps", "num_envs", "num_steps", "update_epochs", "num_minibatches", "ent_coef",
+                              "shared_body", "seed", "device"])
+        return gpu_sized(PPOConfig(**kw, **overrides(self, {"torch_threads": "num_threads"})))
 
     def agent_config(self, kind: str):
-        """The learner config of ``kind`` (``ppo``, ``sac``, ``td3``) with this resource's overrides."""
+        """The learner config of ``kind`` (``ppo``, ``sac``, ``td3``) with this resource's overrides (GPU-sized
+        on CUDA, as :meth:`ppo_config`)."""
         if kind == "ppo":
             return self.ppo_config()
+        from ml.agents.gpu_profile import gpu_sized
         from ml.agents.sac import SACConfig
         from ml.agents.td3 import TD3Config
 
@@ -288,8 +297,8 @@ class PolicyResource(dg.ConfigurableResource):
         if kind not in classes:
             raise ValueError(f"unknown learner {kind!r}; choose ppo, sac or td3")
         kw = overrides(self, {"offpolicy_total_steps": "total_steps", "offpolicy_num_envs": "num_envs",
-                              "seed": "seed", "device": "device"})
-        return classes[kind](**kw)
+                              "seed": "seed", "device": "device", "torch_threads": "num_threads"})
+        return gpu_sized(classes[kind](**kw))
 
     def windows(self, fold) -> tuple[tuple, tuple | None]:
         """``((first, last) fitted, (first, last) validation or None)`` earned dates of a fold's policies:
@@ -436,6 +445,9 @@ class StockBookResource(dg.ConfigurableResource):
     rl_members: str = Field(default="ppo,sac,td3", description="Comma-separated RL members of the stock ensemble "
                             "(ppo, sac, td3); empty = no RL signal (the engine renormalises its weights).")
     rl_device: Optional[str] = Field(default=None, description="auto | cpu | cuda. " + _ML_DEFAULT.format("auto"))
+    rl_torch_threads: Optional[int] = Field(default=None, ge=1, description="torch CPU threads of the stock "
+                                            "learners; 1 when several workers share the cores. "
+                                            + _ML_DEFAULT.format("2"))
     ppo_total_steps: Optional[int] = Field(default=None, description="PPO transitions per fold.")
     offpolicy_total_steps: Optional[int] = Field(default=None, description="SAC / TD3 transitions per fold.")
     seed: Optional[int] = None
@@ -465,10 +477,10 @@ class StockBookResource(dg.ConfigurableResource):
         from ml.agents.stock_ppo import StockPPOConfig
 
         return StockPPOConfig(**overrides(self, {"ppo_total_steps": "total_steps", "rl_device": "device",
-                                                 "seed": "seed"}))
+                                                 "seed": "seed", "rl_torch_threads": "num_threads"}))
 
     def offpolicy_config(self):
         from ml.agents.stock_offpolicy import StockOffPolicyConfig
 
         return StockOffPolicyConfig(**overrides(self, {"offpolicy_total_steps": "total_steps", "rl_device": "device",
-                                                       "seed": "seed"}))
+                                                       "seed": "seed", "rl_torch_threads": "num_threads"}))

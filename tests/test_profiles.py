@@ -141,3 +141,40 @@ def test_seed_faithful_profile_is_the_articles_protocol():
     with pytest.raises(ValueError, match="label-free"):
         PolicyResource(observation="prescreen", train_through_embargo=True).train_window(fold)
     assert RegimeResource(closed="right").vix_config().closed == "right"
+
+
+def test_cuda_selects_gpu_sized_learners_unless_set_explicitly(monkeypatch):
+    """device=auto on a CUDA machine: PPO 16,384 envs x 64 steps, SAC / TD3 256 envs with 2,048-minibatches and
+    8 updates per vector step (same replay ratio and gradient steps as the CPU default); an explicit size and
+    device=cpu are kept; without CUDA nothing changes."""
+    import torch
+
+    from ml.agents.gpu_profile import gpu_sized
+    from ml.agents.sac import SACConfig
+    from ml.agents.td3 import TD3Config
+
+    assert PolicyResource().ppo_config() == PPOConfig()  # this machine: no CUDA, CPU defaults
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    ppo = PolicyResource().ppo_config()
+    assert (ppo.num_envs, ppo.num_steps, ppo.num_minibatches, ppo.batch_size) == (16_384, 64, 8, 1_048_576)
+    assert ppo.total_steps == PPOConfig().total_steps and ppo.num_iterations == 1  # the 1 M budget: one rollout
+    kept = PolicyResource(num_envs=2_048, torch_threads=1).ppo_config()
+    assert (kept.num_envs, kept.num_steps, kept.num_threads) == (2_048, 64, 1)
+    assert PolicyResource(device="cpu").ppo_config() == PPOConfig(device="cpu")
+    for kind, cls in (("sac", SACConfig), ("td3", TD3Config)):
+        cfg, cpu = PolicyResource().agent_config(kind), cls()
+        assert (cfg.num_envs, cfg.batch_size, cfg.updates_per_step) == (256, 2_048, 8)
+        gradient_steps = cfg.vector_steps * cfg.updates_per_step
+        assert gradient_steps == cpu.vector_steps * cpu.updates_per_step == 5_000
+    assert PolicyResource(offpolicy_num_envs=64).agent_config("sac").num_envs == 64
+    assert gpu_sized(PPOConfig(device="cuda:1")).num_envs == 16_384
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert PolicyResource().agent_config("td3") == TD3Config()
+
+
+def test_torch_threads_reach_every_learner():
+    assert PolicyResource(torch_threads=1).ppo_config().num_threads == 1
+    assert {PolicyResource(torch_threads=1).agent_config(k).num_threads for k in ("sac", "td3")} == {1}
+    stock = StockBookResource(rl_torch_threads=1)
+    assert stock.ppo_config().num_threads == stock.offpolicy_config().num_threads == 1
+    assert PolicyResource().ppo_config().num_threads == 2 and StockBookResource().ppo_config().num_threads == 2
