@@ -37,12 +37,12 @@ INSTANCE_LOST = 3  # exit code: the Dagster instance's database went away (e.g. 
 def _instance_storage_error(exc: BaseException) -> BaseException | None:
     """The database error behind ``exc`` when the Dagster instance's storage (Postgres, or SQLite) failed,
     else None: dagster-postgres gives up after its connection retries, SQLAlchemy raises OperationalError."""
-    seen = exc
-    while seen is not None:
-        name = type(seen).__name__
-        if name in ("DagsterPostgresException", "OperationalError") and not type(seen).__module__.startswith("duckdb"):
-            return seen
-        seen = seen.__cause__ or seen.__context__
+    seen, depth = exc, 0
+    while seen is not None and depth < 50:
+        kind = type(seen)
+        if kind.__name__ in ("DagsterPostgresException", "OperationalError") and "duckdb" not in kind.__module__:
+            return seen  # DuckDB's own OperationalError (module _duckdb) is a warehouse error, not the instance's
+        seen, depth = seen.__cause__ or seen.__context__, depth + 1
     return None
 
 

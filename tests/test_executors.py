@@ -54,3 +54,23 @@ def test_rl_learners_carry_the_rl_queue_and_other_steps_none():
               if node.op.tags.get("dagster-celery/queue") == "cpu"}
     assert tagged == {"models/policy_ppo", "models/policy_sac", "models/policy_td3", "models/stock_rl",
                       "models/pairs_qrdqn"}
+
+
+def test_the_cli_tells_a_lost_instance_database_from_a_warehouse_error():
+    """Postgres / SQLAlchemy connection failures anywhere in the chain mean the instance's database went away
+    (exit 3, orchestration.cli); DuckDB's own OperationalError and other errors are not that."""
+    import duckdb
+    import sqlalchemy.exc
+
+    from orchestration.cli import _instance_storage_error
+
+    lost = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+    try:
+        try:
+            raise lost
+        except sqlalchemy.exc.OperationalError as inner:
+            raise RuntimeError("too many retries for DB connection") from inner
+    except RuntimeError as outer:
+        assert _instance_storage_error(outer) is lost
+    assert _instance_storage_error(duckdb.OperationalError("disk full")) is None
+    assert _instance_storage_error(ValueError("bad config")) is None
