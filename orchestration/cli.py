@@ -213,9 +213,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         with deferred_publishing():
             runs = _run_main_job(args, run_config, instance)
     except Exception as exc:  # the instance's database going away is an operational failure, said plainly
-        if _instance_storage_error(exc) is None:
+        lost = _instance_storage_error(exc)
+        if lost is None:
             raise
-        return _report_instance_lost(_instance_storage_error(exc), "the run")
+        return _report_instance_lost(lost, "the run")
     finally:
         if wh.path.exists():
             wh.publish_snapshot()
@@ -275,9 +276,10 @@ def cmd_nightly(args: argparse.Namespace) -> int:
         result = defs.resolve_job_def("nightly").execute_in_process(
             run_config=run_config, instance=instance, raise_on_error=False, tags={"regimeflow/trigger": "cli"})
     except Exception as exc:
-        if _instance_storage_error(exc) is None:
+        lost = _instance_storage_error(exc)
+        if lost is None:
             raise
-        return _report_instance_lost(_instance_storage_error(exc), "the nightly run")
+        return _report_instance_lost(lost, "the nightly run")
     wh = WarehouseResource().get()
     print(f"nightly run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'}")
     _print_stale_inputs(wh)

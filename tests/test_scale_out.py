@@ -130,16 +130,21 @@ def _artifacts(warehouse: Path) -> dict[tuple[str, str], object]:
     return out
 
 
-def _assert_same_outputs(wh: Path, ref_wh: Path) -> None:
-    """Bit for bit: every fold output table (analyst snapshots) and every model's content equal the reference's
-    (the artifact files themselves differ: they record their training's wall time)."""
-    ours, theirs = _tables(wh.with_name("wh_read.duckdb")), _tables(ref_wh.with_name("wh_read.duckdb"))
+def _assert_same_tables(ours: dict[str, pl.DataFrame], theirs: dict[str, pl.DataFrame]) -> None:
+    """Two :func:`_tables` results hold the same tables with equal contents (``models.artifacts``' ``meta``, JSON
+    with each training's wall time and file hash, left out: the artifacts are compared loaded)."""
     assert ours.keys() == theirs.keys() and len(ours) > 30
     for name in ours:
         frame_ours, frame_theirs = ours[name], theirs[name]
-        if name == "models.artifacts":  # meta: JSON with wall times and file hashes, compared below
+        if name == "models.artifacts":
             frame_ours, frame_theirs = (f.drop("meta") for f in (frame_ours, frame_theirs))
         assert frame_ours.equals(frame_theirs), name
+
+
+def _assert_same_outputs(wh: Path, ref_wh: Path) -> None:
+    """Bit for bit: every fold output table (analyst snapshots) and every model's content equal the reference's
+    (the artifact files themselves differ: they record their training's wall time)."""
+    _assert_same_tables(_tables(wh.with_name("wh_read.duckdb")), _tables(ref_wh.with_name("wh_read.duckdb")))
     models_ours, models_theirs = _artifacts(wh), _artifacts(ref_wh)
     assert models_ours.keys() == models_theirs.keys() and len(models_ours) == 18
     for key in models_ours:
@@ -240,6 +245,25 @@ def test_fold_backfill_runs_on_celery_workers_and_equals_in_process(stack, runs,
     _assert_same_outputs(runs["wh"], runs["ref_wh"])
 
 
+PPO_STEP = "models__policy_ppo"
+
+
+def _await_ppo_start(proc: subprocess.Popen, before: set[str], env: dict[str, str], monkeypatch, timeout_s: float,
+                     on_worker: bool = False) -> list | None:
+    """Poll the instance until a fold run not in ``before`` has started PPO's step (and, ``on_worker``, a Celery
+    worker reported taking it): that run's logs; None when ``proc`` ended or ``timeout_s`` passed first."""
+    import dagster as dg
+
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        for run, logs in _fold_runs(env, monkeypatch):
+            started = {e.step_key for e in _of_type(logs, dg.DagsterEventType.STEP_START)}
+            if run.run_id not in before and PPO_STEP in started and (not on_worker or PPO_STEP in _celery_hosts(logs)):
+                return logs
+    return None
+
+
 def test_a_worker_killed_mid_step_requeues_the_step_and_leaves_nothing_half_written(stack, runs, monkeypatch):
     """SIGKILL the worker process executing fold 2014's PPO training: Celery re-queues the task (late ack,
     reject on worker loss), a worker runs the step again, the run succeeds and the fold's outputs equal the
@@ -253,26 +277,18 @@ def test_a_worker_killed_mid_step_requeues_the_step_and_leaves_nothing_half_writ
         proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", *runs["common"], "--folds", "2014",
                                  "--executor", "celery"], cwd=runs["tmp"], env=full, stdout=fh,
                                 stderr=subprocess.STDOUT)
-    killed, deadline = None, time.monotonic() + 900
-    while killed is None and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        for run, logs in _fold_runs(stack["env"], monkeypatch):
-            if run.run_id in before:
-                continue
-            started = {e.step_key for e in _of_type(logs, dg.DagsterEventType.STEP_START)}
-            host = _celery_hosts(logs).get("models__policy_ppo")
-            if "models__policy_ppo" in started and host is not None:
-                worker = next(w for w in stack["workers"] if w.hostname == host)
-                time.sleep(1.0)  # mid-training
-                killed = worker.pool_pids()
-                for pid in killed:
-                    os.kill(pid, signal.SIGKILL)
-                break
-    assert killed, (log.read_text()[-3000:])
+    logs = _await_ppo_start(proc, before, stack["env"], monkeypatch, 900, on_worker=True)
+    assert logs is not None, log.read_text()[-3000:]
+    worker = next(w for w in stack["workers"] if w.hostname == _celery_hosts(logs)[PPO_STEP])
+    time.sleep(1.0)  # mid-training
+    killed = worker.pool_pids()
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    assert killed, log.read_text()[-3000:]
     assert proc.wait(900) == 0, log.read_text()[-5000:]
     (run, logs), = [(r, lg) for r, lg in _fold_runs(stack["env"], monkeypatch) if r.run_id not in before]
     assert run.status == dg.DagsterRunStatus.SUCCESS
-    ppo_starts = [e for e in _of_type(logs, dg.DagsterEventType.STEP_START) if e.step_key == "models__policy_ppo"]
+    ppo_starts = [e for e in _of_type(logs, dg.DagsterEventType.STEP_START) if e.step_key == PPO_STEP]
     assert len(ppo_starts) == 2 and ppo_starts[0].dagster_event.pid in killed  # the killed try and the re-run
     assert all(w.proc.poll() is None for w in stack["workers"])  # the worker replaced its pool process
 
@@ -299,17 +315,10 @@ def test_postgres_stopped_mid_run_fails_clearly_and_loses_nothing(stack, runs, m
         with open(log, "w") as fh:
             proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", *runs["common"], "--folds", "2013"],
                                     cwd=runs["tmp"], env=full, stdout=fh, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 600
-        while not halted and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-            for run, logs in _fold_runs(stack["env"], monkeypatch):
-                started = {e.step_key for e in _of_type(logs, dg.DagsterEventType.STEP_START)}
-                if run.run_id not in before and "models__policy_ppo" in started:
-                    time.sleep(1.0)  # mid-training
-                    pg.halt()
-                    halted = True
-                    break
-        assert halted, log.read_text()[-3000:]
+        assert _await_ppo_start(proc, before, stack["env"], monkeypatch, 600) is not None, log.read_text()[-3000:]
+        time.sleep(1.0)  # mid-training
+        pg.halt()
+        halted = True
         assert proc.wait(600) == INSTANCE_LOST, log.read_text()[-5000:]
         said = log.read_text()
         assert f"lost PostgreSQL at 127.0.0.1:{pg.port}" in said and "run the same command again" in said
@@ -318,11 +327,7 @@ def test_postgres_stopped_mid_run_fails_clearly_and_loses_nothing(stack, runs, m
         if halted:
             pg.start_again()
 
-    after = _tables(wh)
-    assert after.keys() == tables_before.keys()
-    for name in after:  # models.artifacts' meta holds each training's wall time
-        ours, theirs = (t[name].drop("meta") if name == "models.artifacts" else t[name] for t in (after, tables_before))
-        assert ours.equals(theirs), name
+    _assert_same_tables(_tables(wh), tables_before)
 
     rerun = _cli([*runs["common"], "--folds", "2013"], {**runs["env"], "REGIMEFLOW_EXECUTOR": "in_process"},
                  runs["tmp"], runs["tmp"] / "pg_rerun.log")
