@@ -65,9 +65,13 @@ def _print_summary(wh, result, profile: str) -> None:
 
     print("\n" + "=" * 72)
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} (profile {profile})")
-    print(f"warehouse (pipeline): {wh.path}")
-    print(f"analyst snapshot:     {wh.snapshot_path}   (duckdb -readonly {wh.snapshot_path})")
-    if not wh.path.exists():
+    if getattr(wh, "backend", "duckdb") == "ducklake":
+        print(f"warehouse (DuckLake): catalog {wh.catalog}, data files {wh.data_path}")
+        print(f"analysts:             ATTACH 'ducklake:{wh.catalog}' AS lake (READ_ONLY)   (warehouse/lake.py)")
+    else:
+        print(f"warehouse (pipeline): {wh.path}")
+        print(f"analyst snapshot:     {wh.snapshot_path}   (duckdb -readonly {wh.snapshot_path})")
+    if not wh.exists():
         return
     tickers = wi.ticker_summary(wh)
     if tickers.height:
@@ -180,7 +184,10 @@ def _resolved_settings(wh) -> dict:
     ($REGIMEFLOW_WAREHOUSE, --source / --data-dir), for steps that run in other processes (Celery workers)."""
     market = {k: v for k, v in (("source", os.environ.get("REGIMEFLOW_SOURCE")),
                                 ("data_dir", os.environ.get("REGIMEFLOW_DATA_DIR"))) if v}
-    resources: dict = {"warehouse": {"config": {"path": str(wh.path)}}}
+    warehouse = {"path": str(wh.path)}
+    if getattr(wh, "backend", "duckdb") == "ducklake":
+        warehouse |= {"lake_catalog": wh.catalog, "lake_data_path": str(wh.data_path)}
+    resources: dict = {"warehouse": {"config": warehouse}}
     if market:
         resources["market"] = {"config": market}
     return {"resources": resources}
@@ -200,6 +207,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     wh = WarehouseResource().get()
     if args.fresh:
+        if getattr(wh, "backend", "duckdb") == "ducklake":
+            print(f"--fresh does not delete a DuckLake ({wh.catalog}): drop its catalog and data files yourself",
+                  file=sys.stderr)
+            return 2
         for p in (wh.path, wh.snapshot_path):
             p.unlink(missing_ok=True)
         print(f"--fresh: removed {wh.path} and its snapshot")
@@ -218,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         return _report_instance_lost(lost, "the run")
     finally:
-        if wh.path.exists():
+        if wh.exists():
             wh.publish_snapshot()
     if isinstance(runs, int):
         return runs

@@ -91,6 +91,10 @@ class Warehouse:
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r}, snapshot={str(self.snapshot_path)!r})"
 
+    def exists(self) -> bool:
+        """Whether the warehouse has been created (its primary file exists)."""
+        return self.path.exists()
+
     @contextmanager
     def _lock(self, exclusive: bool) -> Iterator[None]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,9 +251,15 @@ def query_pl(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = Non
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether ``schema.table`` exists (e.g. in a warehouse created before the table was introduced)."""
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?",
-                       [table]))
+    """Whether ``schema.table`` exists in the connection's current database (e.g. in a warehouse created before
+    the table was introduced)."""
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND schema_name || '.' || table_name = ?", [table]))
+
+
+def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the connection's current database is a DuckLake (no primary keys: :mod:`warehouse.lake`)."""
+    return scalar(con, "SELECT type FROM duckdb_databases() WHERE database_name = current_database()") == "ducklake"
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

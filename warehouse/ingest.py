@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import polars as pl
 
 from ml.data.market import MarketData
-from warehouse.db import Warehouse, query_pl, quote_ident, scalar
+from warehouse.db import Warehouse, query_pl, quote_ident, scalar, table_exists
 from warehouse.upsert import UpsertCounts, upsert
 
 REAL_SOURCES = {"csv", "yahoo"}
@@ -117,10 +117,10 @@ class BatchAudit:
 
 def _stored(wh: Warehouse, table: str, key: str, values: list[str] | None, columns: list[str]) -> pl.DataFrame | None:
     """Stored rows of ``table`` for the ``key`` values (all rows when None); None without a table."""
-    if not wh.path.exists():
+    if not wh.exists():
         return None
     with wh.read() as con:
-        if not scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?", [table]):
+        if not table_exists(con, table):
             return None
         where, params = ("", None) if values is None else (f"WHERE {key} IN (SELECT unnest(?))", [values])
         return query_pl(con, f"SELECT {', '.join(columns)} FROM {table} {where}", params)
@@ -216,7 +216,8 @@ def table_counts(wh: Warehouse) -> dict[str, int]:
     """Row count of every base table, keyed ``schema.table``."""
     with wh.read() as con:
         tables = con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary AND database_name = "
+            "current_database() ORDER BY ALL"
         ).fetchall()
         return {f"{s}.{t}": scalar(con, f"SELECT count(*) FROM {quote_ident(s)}.{quote_ident(t)}") for s, t in tables}
 
@@ -234,7 +235,7 @@ class StoredExtent:
 def stored_extent(wh: Warehouse, overlap_sessions: int) -> StoredExtent:
     """The newest stored session and the start of an incremental reload that re-reads the last
     ``overlap_sessions`` sessions (to catch revised bars). Empty warehouse: all None / empty."""
-    if not wh.path.exists():
+    if not wh.exists():
         return StoredExtent(None, None, frozenset(), frozenset())
     with wh.read() as con:
         last = scalar(con, "SELECT max(date) FROM ref.trading_calendar")

@@ -12,9 +12,12 @@ def record_run_failure(wh: Warehouse, run_id: str, job_name: str, partition_key:
     """Insert (or refresh) the failure record of ``run_id`` in ``ops.run_failures``."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     with wh.write() as con:
-        con.execute("INSERT OR REPLACE INTO ops.run_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        con.execute("BEGIN")
+        con.execute("DELETE FROM ops.run_failures WHERE run_id = ?", [run_id])  # refresh: no keys on a DuckLake
+        con.execute("INSERT INTO ops.run_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             run_id, job_name, partition_key, tags.get("regimeflow/trigger"), json.dumps(tags, sort_keys=True),
             failed_at, failed_steps, message[:4000], now])
+        con.execute("COMMIT")
 
 
 def read_run_failures(wh: Warehouse):
@@ -39,7 +42,7 @@ def stale_inputs(wh: Warehouse):
 
     from warehouse.db import table_exists
 
-    if not wh.path.exists():
+    if not wh.exists():
         return pl.DataFrame()
     with wh.read() as con:
         if not table_exists(con, "ops.input_freshness"):

@@ -75,6 +75,9 @@ def upsert(
         params = [now]
     else:
         col_list_out, select, params = col_list, f"SELECT {col_list} FROM _changes", []
-    con.execute(f"INSERT OR REPLACE INTO {table} ({col_list_out}) {select}", params)
+    # delete + insert by key (not INSERT OR REPLACE): the same statements on a DuckLake, which has no keys
+    key_list = ", ".join(_ident(k) for k in keys)
+    con.execute(f"DELETE FROM {table} WHERE ({key_list}) IN (SELECT ({key_list}) FROM _changes WHERE NOT _is_new)")
+    con.execute(f"INSERT INTO {table} ({col_list_out}) {select}", params)
     con.execute("DROP TABLE _stage; DROP TABLE _changes")
     return UpsertCounts(table, frame.height, int(inserted), int(updated))

@@ -1,0 +1,135 @@
+"""The warehouse as a DuckLake: many processes write and read at once, without a file lock or snapshot copies.
+
+A DuckLake keeps its catalog in a database - PostgreSQL for a cluster (``postgres:dbname=… host=…``), or a
+local DuckDB file for one host (``/path/regimeflow.ducklake``) - and its rows as Parquet files under a data
+path (default ``<catalog dir>/lake``). Every commit is a catalog snapshot: readers only ever see whole
+transactions, and writers in different processes commit concurrently (optimistic: a conflicting commit
+fails, and the step fails whole, like any failed transaction).
+
+Extensions: DuckDB fetches extensions from the network by default. Here ``ducklake`` and ``postgres_scanner``
+load from the files of the pip wheels ``duckdb-extension-ducklake`` / ``duckdb-extension-postgres-scanner``
+(autoinstall and autoload off), which exist for DuckDB 1.5.x only (``benchmarks/ducklake_probe.py``).
+
+What differs from the file warehouse (:class:`warehouse.db.Warehouse`):
+
+* no primary keys (DuckLake has none): natural keys stay NOT NULL and the writers keep them unique (upserts
+  delete + insert by key, partition writes replace a fold's rows);
+* no writers' lock and no analyst snapshot file: analysts attach the lake read-only (:meth:`connect_snapshot`)
+  and see the last commit;
+* data inlining is off (``DATA_INLINING_ROW_LIMIT 0``): with it, DuckLake 1.5.5 returns inlined DOUBLEs rounded
+  to 16 digits, which would break the pipeline's bit-for-bit reproducibility.
+"""
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from warehouse.db import Warehouse, schema_sql
+
+LAKE = "lake"  # the attached catalog's name in every connection (``USE lake``)
+_WHEELS = {"duckdb_extension_postgres_scanner": "postgres_scanner", "duckdb_extension_ducklake": "ducklake"}
+_PRIMARY_KEY = re.compile(r",\s*PRIMARY KEY\s*\([^)]*\)|\s+PRIMARY KEY", re.IGNORECASE)
+
+
+def extension_files() -> list[Path]:
+    """The extension files of the pip wheels, for this DuckDB version; ``RuntimeError`` naming what to install."""
+    out = []
+    for package, name in _WHEELS.items():
+        spec = importlib.util.find_spec(package)
+        path = (Path(list(spec.submodule_search_locations)[0]) / "extensions" / f"v{duckdb.__version__}"
+                / f"{name}.duckdb_extension") if spec and spec.submodule_search_locations else None
+        if path is None or not path.exists():
+            raise RuntimeError(f"the DuckLake warehouse needs the pip wheel {package.replace('_', '-')}=="
+                               f"{duckdb.__version__} (the wheels exist for DuckDB 1.5.x)")
+        out.append(path)
+    return out
+
+
+def lake_schema_sql() -> str:
+    """``warehouse/schema.sql`` without its primary keys (DuckLake has no constraints but NOT NULL)."""
+    return _PRIMARY_KEY.sub("", schema_sql())
+
+
+class LakeWarehouse(Warehouse):
+    """The warehouse in a DuckLake whose catalog is ``catalog`` (``postgres:<libpq string>`` or a file path)
+    and whose Parquet files live under ``data_path``. ``path`` only places the artifact and report folders
+    (``<path dir>/artifacts``, ``/reports``) as for the file warehouse."""
+
+    backend = "ducklake"
+
+    def __init__(self, catalog: str, path: str | Path, data_path: str | Path | None = None,
+                 lock_timeout_s: float = 900.0):
+        super().__init__(path, snapshot_path=Path(path), lock_timeout_s=lock_timeout_s, publish_snapshot=False)
+        self.catalog = catalog
+        self.data_path = Path(data_path) if data_path is not None else self.path.parent / "lake"
+
+    def __repr__(self) -> str:
+        return f"LakeWarehouse({self.catalog!r}, data={str(self.data_path)!r})"
+
+    def exists(self) -> bool:
+        """Whether the lake holds the warehouse schema (``raw.bars`` exists)."""
+        try:
+            con = self._connect(read_only=True)
+        except duckdb.Error:
+            return False
+        try:
+            return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND "
+                                    "schema_name = 'raw' AND table_name = 'bars'", [LAKE]).fetchall()[0][0])
+        finally:
+            con.close()
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+        try:
+            for path in extension_files():
+                con.execute(f"LOAD '{path}'")
+            self.data_path.mkdir(parents=True, exist_ok=True)
+            # no data inlining: DuckLake 1.5.5 stores small inserts inline in the catalog and returns their DOUBLEs
+            # rounded (0.13178317248821259 comes back as 0.1317831724882126); every row goes to Parquet instead
+            options = (f"DATA_PATH '{self.data_path}/', DATA_INLINING_ROW_LIMIT 0"
+                       + (", READ_ONLY" if read_only else ""))
+            con.execute(f"ATTACH 'ducklake:{self.catalog}' AS {LAKE} ({options})")
+            con.execute(f"USE {LAKE}")
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write session: the schema ensured, then the caller's transactions; other processes may write at the
+        same time (each transaction commits whole or not at all)."""
+        con = self._connect(read_only=False)
+        try:
+            con.execute(lake_schema_sql())
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only session on the last commit; never waits for a writer."""
+        con = self._connect(read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def publish_snapshot(self) -> Path:
+        """Nothing to publish: every commit is visible to readers at once."""
+        return self.path
+
+    def publish_if_written(self) -> bool:
+        return False
+
+    def snapshot_reader(self) -> LakeWarehouse:
+        return self
+
+    def connect_snapshot(self) -> duckdb.DuckDBPyConnection:
+        """Analyst connection: the lake attached read-only (``USE lake``), at its last commit."""
+        return self._connect(read_only=True)
