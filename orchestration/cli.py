@@ -214,6 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for p in (wh.path, wh.snapshot_path):
             p.unlink(missing_ok=True)
         print(f"--fresh: removed {wh.path} and its snapshot")
+    _check_readable(wh)
     instance = _instance()
     # the profile's overrides for every job; the analyst snapshot is published once, at the end
     run_config = merge_run_config(load_profile(args.profile),
@@ -275,12 +276,21 @@ def _print_latest_decision(wh, success: bool) -> None:
         print(f"circuit breaker:     {row['breaker_reason']}")
 
 
+def _check_readable(wh) -> None:
+    """Open the warehouse once before launching runs, so a file this DuckDB cannot read (``WarehouseVersionError``,
+    reported by :func:`main`) stops the command before any run starts."""
+    if wh.exists():
+        with wh.read():
+            pass
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     """One nightly run (what the schedule launches), for hosts that use cron instead of the Dagster daemon."""
     from orchestration.definitions import defs
     from orchestration.jobs import NIGHTLY_RUN_CONFIG
     from infra.resources import WarehouseResource
 
+    _check_readable(WarehouseResource().get())
     instance = _instance()
     run_config = {**NIGHTLY_RUN_CONFIG, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
     try:
@@ -335,7 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--tolerance", type=float, default=1e-12, help="max |replayed - logged| weight")
     audit.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from warehouse.db import WarehouseVersionError
+
+    try:
+        return args.func(args)
+    except WarehouseVersionError as exc:
+        print(f"regimeflow: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

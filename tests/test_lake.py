@@ -6,22 +6,12 @@ import threading
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 import local_stack
 from test_scale_out import PROFILE, _cli, _differences, _fold_runs, _of_type, _volatile
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def lake_ready():
-    from warehouse.lake import extension_files
-
-    try:
-        extension_files()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
 
 
 def _outputs(wh) -> tuple[dict, dict]:
@@ -60,7 +50,98 @@ def _warehouse(env: dict[str, str]):
     return WarehouseResource(path=env["REGIMEFLOW_WAREHOUSE"], lake_catalog=env.get("REGIMEFLOW_LAKE_CATALOG")).get()
 
 
-def test_a_fold_run_on_a_lake_equals_the_file_warehouse(lake_ready, tmp_path):
+def test_ingest_on_a_lake_equals_the_file_warehouse_and_is_idempotent(tmp_path, warehouse, small_market):
+    """Ingestion's upserts (delete + insert by key: a lake has no keys) on a file-catalog lake store what the file
+    warehouse stores; a second ingest changes nothing; readers attach read-only and see the commit."""
+    from warehouse import ingest as wi
+    from warehouse.db import query_pl, schema_sql
+    from warehouse.lake import LakeWarehouse, analyst_sql, lake_schema_sql
+
+    assert "PRIMARY KEY" in schema_sql()
+    assert "PRIMARY KEY" not in lake_schema_sql().upper()
+    lake = LakeWarehouse(str(tmp_path / "lake" / "catalog.ducklake"), tmp_path / "lake" / "wh.duckdb")
+    assert not lake.exists()
+    first = wi.ingest_market(lake, small_market, run_id="r1").by_table()
+    assert lake.exists() and first["raw.bars"].inserted == small_market.bars.height
+    wi.ingest_market(warehouse, small_market, run_id="r1")
+    counts = wi.table_counts(lake)
+    assert counts == wi.table_counts(warehouse) and counts["raw.bars"] == small_market.bars.height
+    second = wi.ingest_market(lake, small_market, run_id="r2").by_table()
+    assert second["raw.bars"].inserted == 0 and second["raw.bars"].updated == 0
+    sql = "SELECT * EXCLUDE (ingested_at) FROM raw.bars ORDER BY ticker, date"
+    with warehouse.read() as con:
+        ref = query_pl(con, sql)
+    con = lake.connect_snapshot()  # the analysts' read-only attach
+    try:
+        assert query_pl(con, sql).equals(ref)
+        with pytest.raises(Exception, match="read-only|read only"):
+            con.execute("DELETE FROM raw.bars")
+    finally:
+        con.close()
+    analyst = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    try:  # the statements `python -m warehouse.lake` prints for the duckdb CLI
+        analyst.execute(analyst_sql(lake.catalog, lake.data_path))
+        assert analyst.execute("SELECT count(*) FROM raw.bars").fetchone()[0] == small_market.bars.height
+    finally:
+        analyst.close()
+
+
+@pytest.fixture
+def postgres_catalog(tmp_path):
+    """A throwaway PostgreSQL server; yields (server, the lake's ``postgres:`` catalog string)."""
+    lacking = local_stack.missing()
+    if lacking:
+        pytest.skip(f"needs {', '.join(lacking)}")
+    pg = local_stack.Postgres().start()
+    try:
+        yield pg, f"postgres:dbname={pg.database} host=127.0.0.1 port={pg.port} user={pg.user}"
+    finally:
+        pg.stop()
+
+
+def test_a_commit_that_conflicts_with_another_writer_is_retried(tmp_path, postgres_catalog, caplog):
+    """Two writers replacing their own fold's rows of one table conflict in DuckLake (the second commit fails:
+    "attempting to insert into table … but another transaction has deleted from it"); the write is retried
+    and both folds end up stored once, as written."""
+    from warehouse.db import transaction
+    from warehouse.lake import LakeWarehouse
+
+    lake = LakeWarehouse(postgres_catalog[1], tmp_path / "wh.duckdb")
+    with lake.write() as con:
+        con.execute("CREATE TABLE main.t (fold VARCHAR NOT NULL, x DOUBLE)")
+        con.execute("INSERT INTO main.t VALUES ('a', 1), ('b', 2)")
+    with lake.write() as ours, lake.write() as theirs:
+        attempts = []
+
+        def replace_fold_b() -> None:
+            attempts.append(len(attempts) + 1)
+            with transaction(ours):
+                ours.execute("DELETE FROM main.t WHERE fold = 'b'")
+                ours.execute("INSERT INTO main.t VALUES ('b', ?)", [20.0 + len(attempts)])
+                if len(attempts) == 1:  # meanwhile another writer commits its replacement of fold a
+                    with transaction(theirs):
+                        theirs.execute("DELETE FROM main.t WHERE fold = 'a'")
+                        theirs.execute("INSERT INTO main.t VALUES ('a', 10)")
+
+        with caplog.at_level("WARNING", logger="warehouse.lake"):
+            lake.retry_conflicts(replace_fold_b, "fold b")
+        assert attempts == [1, 2]
+        assert any("commit conflict (fold b)" in r.getMessage() for r in caplog.records)
+        assert ours.execute("SELECT fold, x FROM main.t ORDER BY fold").fetchall() == [("a", 10.0), ("b", 22.0)]
+
+        def always_conflicts() -> None:
+            raise duckdb.TransactionException("Transaction conflict - attempting to delete from file")
+
+        with pytest.raises(duckdb.TransactionException, match="conflict"), \
+                pytest.MonkeyPatch.context() as mp:
+            mp.setattr("warehouse.lake.time.sleep", lambda s: None)
+            lake.retry_conflicts(always_conflicts)
+        with pytest.raises(duckdb.TransactionException, match="other"):  # not a conflict: not retried
+            lake.retry_conflicts(lambda: (_ for _ in ()).throw(duckdb.TransactionException("other")))
+
+
+@pytest.mark.slow
+def test_a_fold_run_on_a_lake_equals_the_file_warehouse(tmp_path):
     profile = tmp_path / "small.yaml"
     profile.write_text(PROFILE)
     common = ["run", "--source", "synthetic", "--profile", str(profile), "--folds", "2013"]
@@ -98,7 +179,8 @@ class _LakeReader(threading.Thread):
             time.sleep(0.2)
 
 
-def test_two_celery_workers_write_one_lake_while_an_analyst_reads(lake_ready, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_two_celery_workers_write_one_lake_while_an_analyst_reads(tmp_path, monkeypatch):
     """The cluster shape on a lake: Postgres holds the Dagster instance and the lake's catalog; two fold runs'
     steps run on two Celery workers writing the lake concurrently (no writers' lock); an analyst reads
     throughout; the outputs equal an in-process run on a lake bit for bit."""

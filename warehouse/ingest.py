@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import polars as pl
 
 from ml.data.market import MarketData
-from warehouse.db import Warehouse, query_pl, quote_ident, scalar, table_exists
+from warehouse.db import Warehouse, query_pl, quote_ident, scalar, table_exists, transaction
 from warehouse.upsert import UpsertCounts, upsert
 
 REAL_SOURCES = {"csv", "yahoo"}
@@ -68,18 +68,21 @@ def ingest_market(wh: Warehouse, data: MarketData, run_id: str) -> IngestResult:
     started = _utcnow()
     with wh.write() as con:
         check_source_compatible(con, data.source)
-        con.execute("BEGIN TRANSACTION")
+
+        def batch() -> tuple[UpsertCounts, ...]:
+            with transaction(con):
+                counts = (
+                    upsert(con, "raw.bars", data.bars, ["ticker", "date"], source=data.source),
+                    upsert(con, "raw.index_bars", data.index_bars, ["symbol", "date"], source=data.source),
+                    upsert(con, "ref.sectors", data.sectors, ["ticker"], source=data.source),
+                )
+                _log_rows(con, run_id, data.source, data.description,
+                          [(c.table, c.rows_in, c.inserted, c.updated, 0, "ok", None) for c in counts], started)
+            return counts
+
         try:
-            counts = (
-                upsert(con, "raw.bars", data.bars, ["ticker", "date"], source=data.source),
-                upsert(con, "raw.index_bars", data.index_bars, ["symbol", "date"], source=data.source),
-                upsert(con, "ref.sectors", data.sectors, ["ticker"], source=data.source),
-            )
-            _log_rows(con, run_id, data.source, data.description,
-                      [(c.table, c.rows_in, c.inserted, c.updated, 0, "ok", None) for c in counts], started)
-            con.execute("COMMIT")
+            counts = wh.retry_conflicts(batch, "ingest raw.bars, raw.index_bars, ref.sectors")
         except Exception as exc:
-            con.execute("ROLLBACK")
             _log_rows(con, run_id, data.source, data.description,
                       [("*", data.bars.height, 0, 0, data.bars.height, "failed", f"{type(exc).__name__}: {exc}")],
                       started)
