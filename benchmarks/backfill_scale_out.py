@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/backfill_scale_out.py --data-dir /path/to/market [--mode both|in_process|celery]
            [--workdir /tmp/backfill_bench] [--workers 2] [--concurrent-runs 4] [--folds 2012,2013]
-           [--profile small.yaml]   (``--data-dir synthetic``: the synthetic market, for a smoke run)
+           [--profile small.yaml] [--out results.md]   (``--data-dir synthetic``: the synthetic market, smoke run)
 
 1. ``prepare`` once, in-process (not timed), into ``<workdir>/prepared``;
 2. ``in_process``: a copy of it; every fold run one after another in this process, as ``regimeflow run`` does
@@ -13,8 +13,10 @@ Usage: python benchmarks/backfill_scale_out.py --data-dir /path/to/market [--mod
    fold runs at once, as the cluster's run queue launches a backfill (``max_concurrent_runs`` in that file);
    every step runs on a worker.
 
-Prints and writes ``benchmarks/results/backfill_scale_out.md``: wall time per mode, the ratio, per-fold run
-times. Run it alone on the machine (it measures wall time). Needs ``postgresql`` and ``redis-server``
+Prints and writes ``--out`` (default ``benchmarks/results/backfill_scale_out.md``): the machine's speed that day
+(the stock env's env-steps/s on 1 thread, measured first), wall time per mode, the ratio, per-fold run times. A
+batch of folds (``--folds``) measures both modes back to back, so batches from different days stay comparable.
+Run it alone on the machine (it measures wall time). Needs ``postgresql`` and ``redis-server``
 (``scripts/services.sh`` installs them).
 """
 from __future__ import annotations
@@ -72,6 +74,16 @@ def prepare(work: Path, data_dir: str, profile: list[str], prepared: str | None 
 
     folds = read_table(WarehouseResource(path=str(out / "regimeflow.duckdb")).get(), "ref.folds")
     return out, yearly_keys(folds) + sorted(k for k in folds["key"] if not k.isdigit())
+
+
+def machine_speed(work: Path) -> float:
+    """The stock env's env-steps/s on 1 torch thread (``benchmarks/stock_env.py --trainer none``, random actions,
+    E = 1,024): how fast this machine runs today, so batches measured on different days can be compared."""
+    out = work / "machine_speed.json"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "stock_env.py"), "--trainer", "none", "--json",
+                    str(out)], check=True, capture_output=True, cwd=ROOT)
+    rows = json.loads(out.read_text())["env"]
+    return next(r["env_steps_per_s"] for r in rows if r["what"].startswith("env, random") and "1 thr" in r["where"])
 
 
 def fold_runs(keys: list[str], executor: str, run_config: dict) -> dict[str, dict]:
@@ -174,6 +186,8 @@ def main() -> None:
     ap.add_argument("--profile", default=None, help="a run-config YAML for every run (default: the default profile)")
     ap.add_argument("--prepared", default=None, help="warehouse folder of an earlier run of the same data to start "
                     "from instead of running prepare (e.g. <data>/warehouse; only read)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "backfill_scale_out.md"),
+                    help="where the Markdown results go (one file per batch of folds)")
     args = ap.parse_args()
     work = Path(args.workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -186,6 +200,8 @@ def main() -> None:
     if args.folds:
         keys = [k for k in keys if k in set(args.folds.split(","))]
     print(f"{len(keys)} folds: {', '.join(keys)}", flush=True)
+    speed = machine_speed(work)
+    print(f"machine speed: stock env {speed:,.0f} env-steps/s (1 thread, E = 1,024)", flush=True)
     results: dict[str, tuple[float, dict]] = {}
     if args.mode in ("both", "in_process"):
         print("in-process:", flush=True)
@@ -195,6 +211,8 @@ def main() -> None:
         results[f"Celery, {args.workers} workers x 1 thread, {args.concurrent_runs} concurrent runs"] = run_celery(
             work, prepared, keys, data_dir, base, args.workers, args.concurrent_runs)
     lines = [f"# Fold backfill: {len(keys)} folds ({keys[0]} .. {keys[-1]}) on {os.cpu_count()} CPUs\n",
+             f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine speed before the runs: stock env "
+             f"{speed:,.0f} env-steps/s (1 thread, E = 1,024; `benchmarks/stock_env.py`)\n",
              "| mode | wall | folds ok | sum of fold-run times |", "|---|---|---|---|"]
     for name, (wall, per_fold) in results.items():
         ok = sum(v["success"] for v in per_fold.values())
@@ -210,8 +228,8 @@ def main() -> None:
         lines.append(f"| {k} | " + " | ".join(f"{r[1][k]['seconds']:.0f}" for r in results.values()) + " |")
     text = "\n".join(lines) + "\n"
     print(text)
-    out = ROOT / "benchmarks" / "results" / "backfill_scale_out.md"
-    out.parent.mkdir(exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
 
 
