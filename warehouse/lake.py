@@ -13,7 +13,7 @@ load from the files of the pip wheels ``duckdb-extension-ducklake`` / ``duckdb-e
 What differs from the file warehouse (:class:`warehouse.db.Warehouse`):
 
 * no primary keys (DuckLake has none): natural keys stay NOT NULL and the writers keep them unique (upserts
-  delete + insert by key, partition writes replace a fold's rows);
+  UPDATE changed rows and INSERT new ones, partition writes replace a fold's rows);
 * no analyst snapshot file: analysts attach the lake read-only (:meth:`connect_snapshot`) and see the last
   commit;
 * with a PostgreSQL catalog, no writers' lock: writers commit optimistically, and a transaction that conflicts
