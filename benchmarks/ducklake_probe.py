@@ -1,89 +1,72 @@
-"""Does DuckLake work here, offline? Two writer processes and a reader on one DuckLake (catalog in PostgreSQL,
-Parquet data files under ``--data-path``); a script for the multi-writer warehouse decision, not a test.
+"""Two writer processes and a reader on one DuckLake (catalog in PostgreSQL, Parquet data files under
+``--data-path``) through :class:`warehouse.lake.LakeWarehouse`: how often commits conflict, whether the retries
+get every write through, and whether a reader ever sees half a transaction. A script, not a test.
 
-Needs a Python with DuckDB 1.5.x and the pip wheels ``duckdb-extension-ducklake`` and
-``duckdb-extension-postgres-scanner`` (no wheels exist for DuckDB 2.0, the project's version today), e.g.::
+    python benchmarks/ducklake_probe.py --postgres "dbname=dagster host=127.0.0.1 port=5432 user=me"
 
-    python -m venv /tmp/lake && /tmp/lake/bin/pip install duckdb==1.5.5 duckdb-extension-ducklake==1.5.5 \\
-        duckdb-extension-postgres-scanner==1.5.5
-    /tmp/lake/bin/python benchmarks/ducklake_probe.py --postgres "dbname=dagster host=127.0.0.1 port=5432 user=me"
-
-The extensions load from the wheels' files (``LOAD '<path>'``; autoinstall off: no network). Each writer commits
-``--commits`` transactions (delete + insert 1,000 rows of its own key range in one shared table, and replace one
-of its own tables); the reader checks every 50 ms that the shared table only ever holds whole transactions.
-Measured 2026-12-01 on this 2-core machine (while a benchmark ran): 2 x 30 commits, 0 conflicts, 0 failures,
-125 reader queries without an error or a partial transaction, 53 s.
+Each writer commits ``--commits`` transactions, each replacing its own fold's 1,000 rows in one shared table
+(delete + insert, as a fold run's per-fold write does) and one of its own tables, through
+``LakeWarehouse.retry_conflicts``; the reader checks every 50 ms that every fold holds exactly 1,000 rows of a
+single commit. Prints commits, conflicts retried, failures, reader queries and errors.
+Measured 2026-12-01 on this 2-core machine (DuckDB 1.5.5): 2 x 30 commits, 9 conflicts retried (1 + 8), 0
+failures; the reader 35 queries, 0 errors, never a partial transaction; 24 s.
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import logging
 import multiprocessing as mp
 import shutil
+import sys
 import time
 from pathlib import Path
 
-import duckdb
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-WHEELS = {"duckdb_extension_postgres_scanner": "postgres_scanner", "duckdb_extension_ducklake": "ducklake"}
-
-
-def extension_files() -> list[str]:
-    """The extension files the pip wheels install (``<package>/extensions/v<duckdb>/<name>.duckdb_extension``)."""
-    out = []
-    for package, name in WHEELS.items():
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise SystemExit(f"pip install {package.replace('_', '-')}=={duckdb.__version__}")
-        root = Path(list(spec.submodule_search_locations)[0]) / "extensions" / f"v{duckdb.__version__}"
-        out.append(str(root / f"{name}.duckdb_extension"))
-    return out
+from warehouse.db import transaction  # noqa: E402
+from warehouse.lake import LakeWarehouse, extension_files  # noqa: E402
 
 
-def connect(args) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
-    for path in extension_files():
-        con.execute(f"LOAD '{path}'")
-    con.execute(f"ATTACH 'ducklake:postgres:{args.postgres}' AS lake (DATA_PATH '{args.data_path}/')")
-    con.execute("USE lake")
-    return con
+def _lake(args) -> LakeWarehouse:
+    return LakeWarehouse(f"postgres:{args.postgres}", Path(args.data_path) / "wh.duckdb", args.data_path)
 
 
-def writer(args, i: int) -> None:
-    con, retries, failures = connect(args), 0, 0
-    for k in range(args.commits):
-        for attempt in range(20):
+def writer(args, i: int, out) -> None:
+    lake, attempts, failures = _lake(args), [0], 0
+
+    def replace(con, k: int) -> None:
+        attempts[0] += 1
+        with transaction(con):
+            con.execute("DELETE FROM main.t_shared WHERE fold = ?", [str(i)])
+            con.execute(f"INSERT INTO main.t_shared SELECT '{i}', {k}, range FROM range(1000)")
+            con.execute(f"CREATE OR REPLACE TABLE main.t_{i}_{k % 3} AS SELECT range AS x FROM range(5000)")
+
+    with lake.write() as con:
+        for k in range(args.commits):
             try:
-                con.execute("BEGIN")
-                con.execute(f"DELETE FROM t_shared WHERE fold = '{i}' AND k = {k}")
-                con.execute(f"INSERT INTO t_shared SELECT '{i}', {k}, range FROM range(1000)")
-                con.execute(f"CREATE OR REPLACE TABLE t_{i}_{k % 3} AS SELECT range AS x FROM range(5000)")
-                con.execute("COMMIT")
-                break
-            except duckdb.Error as exc:
-                retries += 1
-                try:
-                    con.execute("ROLLBACK")
-                except duckdb.Error:  # the failed COMMIT already ended the transaction
-                    pass
-                if attempt == 19:
-                    failures += 1
-                    print(f"writer {i} gave up on commit {k}: {exc}")
-                time.sleep(0.05 * (attempt + 1))
-    print(f"writer {i}: {args.commits} commits, {retries} retries after a conflict, {failures} failures", flush=True)
+                lake.retry_conflicts(lambda: replace(con, k), f"writer {i}")
+            except Exception as exc:  # noqa: BLE001 - counted and printed
+                failures += 1
+                print(f"writer {i} gave up on commit {k}: {exc}", flush=True)
+    out.put((i, args.commits, attempts[0] - args.commits, failures))
 
 
-def reader(args, stop) -> None:
-    con, queries, errors = connect(args), 0, []
+def reader(args, stop, out) -> None:
+    lake, queries, errors = _lake(args), 0, []
     while not stop.is_set():
         try:
-            rows, transactions = con.execute("SELECT count(*), count(DISTINCT fold || k) FROM t_shared").fetchall()[0]
-            assert rows == transactions * 1000, f"partial transaction visible: {rows} rows, {transactions} keys"
+            con = lake.connect_snapshot()
+            try:
+                bad = con.execute("SELECT fold, count(*), count(DISTINCT k) FROM main.t_shared GROUP BY fold "
+                                  "HAVING count(*) <> 1000 OR count(DISTINCT k) <> 1").fetchall()
+            finally:
+                con.close()
+            assert not bad, f"partial transaction visible: {bad}"
             queries += 1
-        except (duckdb.Error, AssertionError) as exc:
+        except Exception as exc:  # noqa: BLE001 - counted and printed
             errors.append(str(exc)[:200])
         time.sleep(0.05)
-    print(f"reader: {queries} queries, {len(errors)} errors {errors[:2]}", flush=True)
+    out.put(("reader", queries, errors[:3], len(errors)))
 
 
 def main() -> None:
@@ -92,26 +75,31 @@ def main() -> None:
     ap.add_argument("--data-path", default="/tmp/ducklake_probe")
     ap.add_argument("--commits", type=int, default=30)
     args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
     shutil.rmtree(args.data_path, ignore_errors=True)
-    print(f"duckdb {duckdb.__version__}; extensions {extension_files()}")
-    con = connect(args)
-    con.execute("DROP TABLE IF EXISTS t_shared")
-    con.execute("CREATE TABLE t_shared (fold VARCHAR, k INTEGER, v BIGINT)")
-    con.close()
-    stop = mp.Event()
-    read = mp.Process(target=reader, args=(args, stop))
+    print(f"extensions {[p.name for p in extension_files()]}")
+    with _lake(args).write() as con:
+        con.execute("DROP TABLE IF EXISTS main.t_shared")
+        con.execute("CREATE TABLE main.t_shared (fold VARCHAR, k INTEGER, v BIGINT)")
+        con.execute("INSERT INTO main.t_shared SELECT f, -1, range FROM range(1000), (VALUES ('1'), ('2')) v(f)")
+    out, stop = mp.Queue(), mp.Event()
+    read = mp.Process(target=reader, args=(args, stop, out))
     read.start()
     t0 = time.perf_counter()
-    writers = [mp.Process(target=writer, args=(args, i)) for i in (1, 2)]
+    writers = [mp.Process(target=writer, args=(args, i, out)) for i in (1, 2)]
     for w in writers:
         w.start()
-    for w in writers:
-        w.join()
+    results = [out.get() for _ in writers]
     stop.set()
-    read.join()
-    con = connect(args)
-    counts = con.execute("SELECT fold, count(*) FROM t_shared GROUP BY ALL ORDER BY 1").fetchall()
-    print(f"rows per writer {counts}; {time.perf_counter() - t0:.1f} s")
+    results.append(out.get())
+    for p in (*writers, read):
+        p.join()
+    for r in results:
+        if r[0] == "reader":
+            print(f"reader: {r[1]} queries, {r[3]} errors {r[2]}")
+        else:
+            print(f"writer {r[0]}: {r[1]} commits, {r[2]} conflicts retried, {r[3]} failures")
+    print(f"{time.perf_counter() - t0:.1f} s")
 
 
 if __name__ == "__main__":

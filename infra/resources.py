@@ -2,10 +2,11 @@
 ``None`` means "the ``ml`` default", a set field overrides it (per run in the launchpad, in a profile's
 run-config YAML, or in code). Environment variables choose the storage and the data source:
 ``REGIMEFLOW_WAREHOUSE`` (warehouse file), ``REGIMEFLOW_SOURCE`` (auto|csv|yahoo|synthetic),
-``REGIMEFLOW_DATA_DIR`` (CSV snapshot directory).
+``REGIMEFLOW_DATA_DIR`` (CSV snapshot directory), ``REGIMEFLOW_LAKE_CATALOG`` (a DuckLake instead of the file).
 """
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 from typing import Any, Optional
@@ -15,6 +16,7 @@ from pydantic import Field
 
 from ml.data.sources import Resolution, resolve_source
 from warehouse import Warehouse
+from warehouse.db import default_warehouse_path
 
 _ML_DEFAULT = "None = the ml default ({})."
 #: Run tag choosing the feature store's look-ahead mode (full | fast) when the resource leaves it unset.
@@ -44,8 +46,20 @@ class WarehouseResource(dg.ConfigurableResource):
     artifacts_dir: Optional[str] = Field(
         default=None, description="Root of the model artifacts; default <warehouse dir>/artifacts.")
     reports_dir: Optional[str] = Field(default=None, description="HTML/PNG reports; default <warehouse dir>/reports.")
+    lake_catalog: Optional[str] = Field(
+        default=None, description="A DuckLake catalog instead of the DuckDB file (many writers, no snapshot copies): "
+        "`postgres:dbname=... host=...` or a catalog file path; default $REGIMEFLOW_LAKE_CATALOG, else none "
+        "(warehouse/lake.py: DuckDB 1.5.x with the ducklake / postgres_scanner extension wheels).")
+    lake_data_path: Optional[str] = Field(default=None, description="The DuckLake's Parquet files; default "
+                                          "<warehouse dir>/lake.")
 
     def get(self) -> Warehouse:
+        catalog = self.lake_catalog or os.environ.get("REGIMEFLOW_LAKE_CATALOG")
+        if catalog:
+            from warehouse.lake import LakeWarehouse
+
+            return LakeWarehouse(catalog, self.path or default_warehouse_path(), self.lake_data_path,
+                                 self.lock_timeout_s)
         return Warehouse(self.path, self.snapshot_path, self.lock_timeout_s, self.publish_snapshot)
 
     def artifact_root(self) -> Path:

@@ -65,9 +65,13 @@ def _print_summary(wh, result, profile: str) -> None:
 
     print("\n" + "=" * 72)
     print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILED'} (profile {profile})")
-    print(f"warehouse (pipeline): {wh.path}")
-    print(f"analyst snapshot:     {wh.snapshot_path}   (duckdb -readonly {wh.snapshot_path})")
-    if not wh.path.exists():
+    if getattr(wh, "backend", "duckdb") == "ducklake":
+        print(f"warehouse (DuckLake): catalog {wh.catalog}, data files {wh.data_path}")
+        print(f"analysts:             ATTACH 'ducklake:{wh.catalog}' AS lake (READ_ONLY)   (warehouse/lake.py)")
+    else:
+        print(f"warehouse (pipeline): {wh.path}")
+        print(f"analyst snapshot:     {wh.snapshot_path}   (duckdb -readonly {wh.snapshot_path})")
+    if not wh.exists():
         return
     tickers = wi.ticker_summary(wh)
     if tickers.height:
@@ -180,7 +184,10 @@ def _resolved_settings(wh) -> dict:
     ($REGIMEFLOW_WAREHOUSE, --source / --data-dir), for steps that run in other processes (Celery workers)."""
     market = {k: v for k, v in (("source", os.environ.get("REGIMEFLOW_SOURCE")),
                                 ("data_dir", os.environ.get("REGIMEFLOW_DATA_DIR"))) if v}
-    resources: dict = {"warehouse": {"config": {"path": str(wh.path)}}}
+    warehouse = {"path": str(wh.path)}
+    if getattr(wh, "backend", "duckdb") == "ducklake":
+        warehouse |= {"lake_catalog": wh.catalog, "lake_data_path": str(wh.data_path)}
+    resources: dict = {"warehouse": {"config": warehouse}}
     if market:
         resources["market"] = {"config": market}
     return {"resources": resources}
@@ -200,9 +207,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     wh = WarehouseResource().get()
     if args.fresh:
+        if getattr(wh, "backend", "duckdb") == "ducklake":
+            print(f"--fresh does not delete a DuckLake ({wh.catalog}): drop its catalog and data files yourself",
+                  file=sys.stderr)
+            return 2
         for p in (wh.path, wh.snapshot_path):
             p.unlink(missing_ok=True)
         print(f"--fresh: removed {wh.path} and its snapshot")
+    _check_readable(wh)
     instance = _instance()
     # the profile's overrides for every job; the analyst snapshot is published once, at the end
     run_config = merge_run_config(load_profile(args.profile),
@@ -218,7 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         return _report_instance_lost(lost, "the run")
     finally:
-        if wh.path.exists():
+        if wh.exists():
             wh.publish_snapshot()
     if isinstance(runs, int):
         return runs
@@ -264,12 +276,21 @@ def _print_latest_decision(wh, success: bool) -> None:
         print(f"circuit breaker:     {row['breaker_reason']}")
 
 
+def _check_readable(wh) -> None:
+    """Open the warehouse once before launching runs, so a file this DuckDB cannot read (``WarehouseVersionError``,
+    reported by :func:`main`) stops the command before any run starts."""
+    if wh.exists():
+        with wh.read():
+            pass
+
+
 def cmd_nightly(args: argparse.Namespace) -> int:
     """One nightly run (what the schedule launches), for hosts that use cron instead of the Dagster daemon."""
     from orchestration.definitions import defs
     from orchestration.jobs import NIGHTLY_RUN_CONFIG
     from infra.resources import WarehouseResource
 
+    _check_readable(WarehouseResource().get())
     instance = _instance()
     run_config = {**NIGHTLY_RUN_CONFIG, "loggers": {"console": {"config": {"log_level": args.log_level}}}}
     try:
@@ -324,7 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--tolerance", type=float, default=1e-12, help="max |replayed - logged| weight")
     audit.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)
-    return args.func(args)
+    from warehouse.db import WarehouseVersionError
+
+    try:
+        return args.func(args)
+    except WarehouseVersionError as exc:
+        print(f"regimeflow: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -129,7 +129,7 @@ def _sessions_between(calendar, start: date, end: date) -> int:
            "sector-HMM regime shift, paper-track decay) → retrain that fold (fold job), with run tags saying why.")
 def drift_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource, monitoring: MonitoringResource):
     snap = warehouse.get().snapshot_reader()
-    if not snap.path.exists():
+    if not snap.exists():
         return dg.SkipReason(f"no warehouse snapshot at {snap.path} yet")
     check = latest_drift_check(snap)
     if check is None:

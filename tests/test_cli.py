@@ -1,4 +1,5 @@
 """`regimeflow run`: a failing blocking check stops the pipeline before any per-fold run."""
+import struct
 from datetime import date
 
 import polars as pl
@@ -8,6 +9,8 @@ from ml.data.csv_source import write_csv_dir
 from ml.data.synthetic import generate_market
 from ml.data.universe import Universe
 from orchestration import cli
+from warehouse import Warehouse
+from warehouse.db import WarehouseVersionError, connect_file
 
 
 def test_blocking_check_failure_stops_before_folds(tmp_path, monkeypatch, capsys):
@@ -78,3 +81,36 @@ def test_the_walk_forward_report_waits_for_a_yearly_fold():
     assert not cli._yearly_fold_succeeded([("seed-2008-2019", ok, 1.0)])  # seed fold alone: no report
     assert not cli._yearly_fold_succeeded([("2019", failed, 1.0), ("seed-2008-2019", ok, 1.0)])
     assert cli._yearly_fold_succeeded([("2019", ok, 1.0), ("seed-2008-2019", failed, 1.0)])
+
+
+def _stamp_newer_storage_version(path) -> None:
+    """Rewrite the DuckDB file's storage version to 999 (what a newer DuckDB writes: 2.x files are unreadable by
+    the pinned 1.5) and fix the main header's checksum: DuckDB's checksum XORs ``word * 0xbf58476d1ce4e5b9`` over
+    the 8-byte words after it, and the version's low half lies in the first word."""
+    mul = lambda w: (w * 0xBF58476D1CE4E5B9) & (2**64 - 1)  # noqa: E731
+    with open(path, "r+b") as fh:
+        head = bytearray(fh.read(16))
+        checksum, old = struct.unpack("<QQ", head)
+        head[12:16] = struct.pack("<I", 999)
+        new = struct.unpack("<Q", head[8:16])[0]
+        head[0:8] = struct.pack("<Q", checksum ^ mul(old) ^ mul(new))
+        fh.seek(0)
+        fh.write(head)
+
+
+def test_a_warehouse_from_a_newer_duckdb_stops_the_run_with_a_plain_message(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "wh.duckdb"
+    with Warehouse(path).write():
+        pass
+    _stamp_newer_storage_version(path)
+    with pytest.raises(WarehouseVersionError, match="regimeflow run --fresh"):
+        connect_file(path, read_only=True)
+    monkeypatch.setenv("REGIMEFLOW_WAREHOUSE", str(path))
+    monkeypatch.setattr(cli, "_instance", lambda: (_ for _ in ()).throw(SystemExit("instance reached")))
+    assert cli.main(["run", "--source", "synthetic", "--folds", "none"]) == 2  # stops before any run is launched
+    err = capsys.readouterr().err
+    assert "written by a newer DuckDB" in err and "Traceback" not in err
+    # --fresh rebuilds it: the file is removed before anything opens it, and the run goes on
+    with pytest.raises(SystemExit, match="instance reached"):
+        cli.main(["run", "--source", "synthetic", "--folds", "none", "--fresh"])
+    assert not path.exists()

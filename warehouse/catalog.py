@@ -21,7 +21,7 @@ from typing import Literal
 
 import polars as pl
 
-from warehouse.db import Warehouse, query_pl, quote_ident, scalar, table_exists
+from warehouse.db import Warehouse, query_pl, quote_ident, scalar, table_exists, transaction
 from warehouse.tables import ensure_table, insert_rows, replace_rows
 from warehouse.upsert import upsert
 
@@ -326,14 +326,10 @@ def write_asset(wh: Warehouse, store: AssetStorage, parts: Mapping[str, pl.DataF
                (["fold"] if per_fold else []) + list(store.parts[p].keys)) for p, f in parts.items()]
     writes += [(spec.table, spec, frame, list(spec.keys)) for spec, frame in extra]
     counts: dict[str, tuple[int, int, int]] = {}
-    with wh.write() as con:
-        for _, spec, frame, keys in writes:  # DDL outside the transaction
-            schema = dict(frame.schema) | ({spec.stamp: pl.Datetime("us")} if spec.stamp else {})
-            # only upserts need DuckDB's key index; replace / append check their keys here (an index is
-            # rewritten whole at every checkpoint: per-fold tables would rewrite it at every fold write)
-            ensure_table(con, spec.table, schema, keys, spec.comment, primary_key=spec.mode == "upsert")
-        con.execute("BEGIN TRANSACTION")
-        try:
+
+    def write_all(con) -> None:
+        counts.clear()  # a retried transaction counts afresh
+        with transaction(con):
             for name, spec, frame, keys in writes:
                 if spec.mode != "upsert" and frame.select(keys).is_duplicated().any():
                     dup = frame.filter(frame.select(keys).is_duplicated()).select(keys).row(0)
@@ -346,15 +342,20 @@ def write_asset(wh: Warehouse, store: AssetStorage, parts: Mapping[str, pl.DataF
                     counts[name] = (_append(con, spec, frame), frame.height, 0)
                 else:
                     where, params = ("fold = ?", [fold]) if per_fold and "fold" in keys else ("", None)
-                    if spec.stamp:
-                        frame = frame.with_columns(pl.lit(now).alias(spec.stamp))
-                    counts[name] = (replace_rows(con, spec.table, frame, where, params), frame.height, 0)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+                    stamped = frame.with_columns(pl.lit(now).alias(spec.stamp)) if spec.stamp else frame
+                    counts[name] = (replace_rows(con, spec.table, stamped, where, params), frame.height, 0)
+
+    with wh.write() as con:
+        for _, spec, frame, keys in writes:  # DDL outside the transaction
+            schema = dict(frame.schema) | ({spec.stamp: pl.Datetime("us")} if spec.stamp else {})
+            # only upserts need DuckDB's key index; replace / append check their keys here (an index is
+            # rewritten whole at every checkpoint: per-fold tables would rewrite it at every fold write)
+            wh.retry_conflicts(lambda: ensure_table(con, spec.table, schema, keys, spec.comment,
+                                                    primary_key=spec.mode == "upsert"), f"create {spec.table}")
+        wh.retry_conflicts(lambda: write_all(con), f"write {', '.join(t for t, *_ in writes)}")
         if store.views:
-            con.execute(resources.files("warehouse").joinpath(store.views).read_text())
+            sql = resources.files("warehouse").joinpath(store.views).read_text()
+            wh.retry_conflicts(lambda: con.execute(sql), f"views {store.views}")
     return WriteCounts(counts)
 
 

@@ -29,16 +29,18 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
 from ml.artifacts import atomic_copy, atomic_link
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SNAPSHOT_SUFFIX = "_read"
 #: Primary files this process committed writes to since their snapshot was last published.
@@ -59,6 +61,24 @@ def deferred_publishing() -> Iterator[None]:
 
 class WarehouseLockTimeout(TimeoutError):
     """Another pipeline process held the warehouse lock for longer than the timeout."""
+
+
+class WarehouseVersionError(RuntimeError):
+    """The warehouse file was written by a newer DuckDB storage format than the pinned DuckDB reads."""
+
+
+def connect_file(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """``duckdb.connect`` on a warehouse file; a file from a newer DuckDB (2.x writes storage v2, which the
+    pinned 1.5 cannot read) raises :class:`WarehouseVersionError` saying how to rebuild it."""
+    try:
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        if "newer version of DuckDB" not in str(exc):
+            raise
+        raise WarehouseVersionError(
+            f"{path} was written by a newer DuckDB than this regimeflow's (duckdb {duckdb.__version__}, pinned for "
+            "the DuckLake extension wheels). Rebuild it from the raw data with `regimeflow run --fresh` (the "
+            "pipeline reproduces its tables bit for bit), or move it aside.") from exc
 
 
 def default_warehouse_path() -> Path:
@@ -90,6 +110,15 @@ class Warehouse:
 
     def __repr__(self) -> str:
         return f"Warehouse({str(self.path)!r}, snapshot={str(self.snapshot_path)!r})"
+
+    def exists(self) -> bool:
+        """Whether the warehouse has been created (its primary file exists)."""
+        return self.path.exists()
+
+    def retry_conflicts(self, body: Callable[[], T], what: str = "write") -> T:
+        """Run ``body`` (one transaction or one DDL statement); the file warehouse has one writer at a time, so
+        there is nothing to retry (the DuckLake backend retries commit conflicts)."""
+        return body()
 
     @contextmanager
     def _lock(self, exclusive: bool) -> Iterator[None]:
@@ -128,7 +157,7 @@ class Warehouse:
         with self._lock(exclusive=True):
             self._remove_dead_temps()
             self._unshare()
-            con = duckdb.connect(str(self.path))
+            con = connect_file(self.path)
             try:
                 # commits go to the WAL; DuckDB checkpoints by itself past its WAL threshold, and the
                 # snapshot publish checkpoints once (a checkpoint per session rewrote ~5x the data written)
@@ -145,7 +174,7 @@ class Warehouse:
         if not self.path.exists():
             raise FileNotFoundError(f"warehouse {self.path} does not exist yet: materialize the ingestion assets first")
         with self._lock(exclusive=False):
-            con = duckdb.connect(str(self.path), read_only=True)
+            con = connect_file(self.path, read_only=True)
             try:
                 yield con
             finally:
@@ -186,7 +215,7 @@ class Warehouse:
         """Fold the WAL into the primary file (caller holds the writers' lock)."""
         if self._shared_with_snapshot():
             return  # published as is: nothing was written since, and the snapshot inode stays read-only
-        con = duckdb.connect(str(self.path))
+        con = connect_file(self.path)
         try:
             con.execute("CHECKPOINT")
         finally:
@@ -230,7 +259,28 @@ class Warehouse:
             raise FileNotFoundError(
                 f"no analyst snapshot at {self.snapshot_path} yet: run the pipeline once (it publishes after every write)"
             )
-        return duckdb.connect(str(self.snapshot_path), read_only=True)
+        return connect_file(self.snapshot_path, read_only=True)
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN`` … ``COMMIT``; on any error ``ROLLBACK`` (when a failed ``COMMIT`` has not ended it already)."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        rollback(con)
+        raise
+
+
+def rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if any: a commit that failed (a DuckLake conflict) has ended it."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.TransactionException as exc:
+        if "no transaction is active" not in str(exc):
+            raise
 
 
 def quote_ident(name: str) -> str:
@@ -247,9 +297,15 @@ def query_pl(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = Non
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    """Whether ``schema.table`` exists (e.g. in a warehouse created before the table was introduced)."""
-    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?",
-                       [table]))
+    """Whether ``schema.table`` exists in the connection's current database (e.g. in a warehouse created before
+    the table was introduced)."""
+    return bool(scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                       "AND schema_name || '.' || table_name = ?", [table]))
+
+
+def is_lake(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the connection's current database is a DuckLake (no primary keys: :mod:`warehouse.lake`)."""
+    return scalar(con, "SELECT type FROM duckdb_databases() WHERE database_name = current_database()") == "ducklake"
 
 
 def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None):

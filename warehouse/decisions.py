@@ -18,7 +18,7 @@ __all__ = ["AppendOnlyViolation", "append_decisions", "last_decision_date", "rea
 
 def last_decision_date(wh: Warehouse):
     """The newest logged decision date, or None (empty, no warehouse yet, or one from before the log existed)."""
-    if not wh.path.exists():
+    if not wh.exists():
         return None
     with wh.read() as con:
         return scalar(con, f"SELECT max(decision_date) FROM {DECISIONS_TABLE}") if table_exists(con, DECISIONS_TABLE) else None
@@ -26,7 +26,7 @@ def last_decision_date(wh: Warehouse):
 
 def recent_decisions(wh: Warehouse, n: int) -> pl.DataFrame:
     """The newest ``n`` logged decisions, oldest first (all columns); empty when there is no log yet."""
-    if not wh.path.exists():
+    if not wh.exists():
         return pl.DataFrame()
     with wh.read() as con:
         if not table_exists(con, DECISIONS_TABLE):

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 import polars as pl
 
 from ml.data.market import MarketData
-from warehouse.db import Warehouse, query_pl, quote_ident, scalar
+from warehouse.db import Warehouse, query_pl, quote_ident, scalar, table_exists, transaction
 from warehouse.upsert import UpsertCounts, upsert
 
 REAL_SOURCES = {"csv", "yahoo"}
@@ -68,18 +68,21 @@ def ingest_market(wh: Warehouse, data: MarketData, run_id: str) -> IngestResult:
     started = _utcnow()
     with wh.write() as con:
         check_source_compatible(con, data.source)
-        con.execute("BEGIN TRANSACTION")
+
+        def batch() -> tuple[UpsertCounts, ...]:
+            with transaction(con):
+                counts = (
+                    upsert(con, "raw.bars", data.bars, ["ticker", "date"], source=data.source),
+                    upsert(con, "raw.index_bars", data.index_bars, ["symbol", "date"], source=data.source),
+                    upsert(con, "ref.sectors", data.sectors, ["ticker"], source=data.source),
+                )
+                _log_rows(con, run_id, data.source, data.description,
+                          [(c.table, c.rows_in, c.inserted, c.updated, 0, "ok", None) for c in counts], started)
+            return counts
+
         try:
-            counts = (
-                upsert(con, "raw.bars", data.bars, ["ticker", "date"], source=data.source),
-                upsert(con, "raw.index_bars", data.index_bars, ["symbol", "date"], source=data.source),
-                upsert(con, "ref.sectors", data.sectors, ["ticker"], source=data.source),
-            )
-            _log_rows(con, run_id, data.source, data.description,
-                      [(c.table, c.rows_in, c.inserted, c.updated, 0, "ok", None) for c in counts], started)
-            con.execute("COMMIT")
+            counts = wh.retry_conflicts(batch, "ingest raw.bars, raw.index_bars, ref.sectors")
         except Exception as exc:
-            con.execute("ROLLBACK")
             _log_rows(con, run_id, data.source, data.description,
                       [("*", data.bars.height, 0, 0, data.bars.height, "failed", f"{type(exc).__name__}: {exc}")],
                       started)
@@ -117,10 +120,10 @@ class BatchAudit:
 
 def _stored(wh: Warehouse, table: str, key: str, values: list[str] | None, columns: list[str]) -> pl.DataFrame | None:
     """Stored rows of ``table`` for the ``key`` values (all rows when None); None without a table."""
-    if not wh.path.exists():
+    if not wh.exists():
         return None
     with wh.read() as con:
-        if not scalar(con, "SELECT count(*) FROM duckdb_tables() WHERE schema_name || '.' || table_name = ?", [table]):
+        if not table_exists(con, table):
             return None
         where, params = ("", None) if values is None else (f"WHERE {key} IN (SELECT unnest(?))", [values])
         return query_pl(con, f"SELECT {', '.join(columns)} FROM {table} {where}", params)
@@ -216,7 +219,8 @@ def table_counts(wh: Warehouse) -> dict[str, int]:
     """Row count of every base table, keyed ``schema.table``."""
     with wh.read() as con:
         tables = con.execute(
-            "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY ALL"
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary AND database_name = "
+            "current_database() ORDER BY ALL"
         ).fetchall()
         return {f"{s}.{t}": scalar(con, f"SELECT count(*) FROM {quote_ident(s)}.{quote_ident(t)}") for s, t in tables}
 
@@ -234,7 +238,7 @@ class StoredExtent:
 def stored_extent(wh: Warehouse, overlap_sessions: int) -> StoredExtent:
     """The newest stored session and the start of an incremental reload that re-reads the last
     ``overlap_sessions`` sessions (to catch revised bars). Empty warehouse: all None / empty."""
-    if not wh.path.exists():
+    if not wh.exists():
         return StoredExtent(None, None, frozenset(), frozenset())
     with wh.read() as con:
         last = scalar(con, "SELECT max(date) FROM ref.trading_calendar")

@@ -4,17 +4,23 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from warehouse.db import Warehouse, query_pl
+from warehouse.db import Warehouse, query_pl, transaction
 
 
 def record_run_failure(wh: Warehouse, run_id: str, job_name: str, partition_key: str | None, tags: dict,
                        failed_at: datetime, failed_steps: list[str], message: str) -> None:
     """Insert (or refresh) the failure record of ``run_id`` in ``ops.run_failures``."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
+    row = [run_id, job_name, partition_key, tags.get("regimeflow/trigger"), json.dumps(tags, sort_keys=True),
+           failed_at, failed_steps, message[:4000], now]
+
+    def refresh(con) -> None:
+        with transaction(con):
+            con.execute("DELETE FROM ops.run_failures WHERE run_id = ?", [run_id])  # no keys on a DuckLake
+            con.execute("INSERT INTO ops.run_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
     with wh.write() as con:
-        con.execute("INSERT OR REPLACE INTO ops.run_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            run_id, job_name, partition_key, tags.get("regimeflow/trigger"), json.dumps(tags, sort_keys=True),
-            failed_at, failed_steps, message[:4000], now])
+        wh.retry_conflicts(lambda: refresh(con), "ops.run_failures")
 
 
 def read_run_failures(wh: Warehouse):
@@ -39,7 +45,7 @@ def stale_inputs(wh: Warehouse):
 
     from warehouse.db import table_exists
 
-    if not wh.path.exists():
+    if not wh.exists():
         return pl.DataFrame()
     with wh.read() as con:
         if not table_exists(con, "ops.input_freshness"):

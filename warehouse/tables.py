@@ -8,7 +8,7 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from warehouse.db import Warehouse, query_pl, table_exists
+from warehouse.db import Warehouse, is_lake, query_pl, table_exists
 from warehouse.db import quote_ident as _q
 
 _DUCK_TYPES: dict[type, str] = {
@@ -44,7 +44,7 @@ def ensure_table(con: duckdb.DuckDBPyConnection, table: str, schema: dict[str, p
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema_name}")
     if not table_exists(con, table):
         cols = ", ".join(f"{_q(c)} {duck_type(t)}{' NOT NULL' if c in keys else ''}" for c, t in schema.items())
-        pk = f", PRIMARY KEY ({', '.join(_q(k) for k in keys)})" if keys and primary_key else ""
+        pk = f", PRIMARY KEY ({', '.join(_q(k) for k in keys)})" if keys and primary_key and not is_lake(con) else ""
         con.execute(f"CREATE TABLE {table} ({cols}{pk})")
     existing = {r[0] for r in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()}
     for c, t in schema.items():

@@ -67,14 +67,19 @@ def upsert(
     inserted, updated = con.execute(
         "SELECT count(*) FILTER (WHERE _is_new), count(*) FILTER (WHERE NOT _is_new) FROM _changes"
     ).fetchall()[0]
-    cols = [*keys, *values]
-    col_list = ", ".join(_ident(c) for c in cols)
-    if stamp_column:
-        col_list_out = f"{col_list}, {_ident(stamp_column)}"
-        select = f"SELECT {col_list}, ?::TIMESTAMP FROM _changes"
-        params = [now]
-    else:
-        col_list_out, select, params = col_list, f"SELECT {col_list} FROM _changes", []
-    con.execute(f"INSERT OR REPLACE INTO {table} ({col_list_out}) {select}", params)
+    col_list = ", ".join(_ident(c) for c in [*keys, *values])
+    stamp = [stamp_column] if stamp_column else []
+    # changed rows: UPDATE of their value columns (keys untouched, so DuckDB's key index is not rewritten: a
+    # delete + re-insert of many keyed rows in one transaction fails in DuckDB 1.5.5, "Failed to delete all rows
+    # from index"); new rows: INSERT. The same statements on a DuckLake, which has no keys (no INSERT OR REPLACE)
+    if updated:
+        sets = ", ".join([*(f"{_ident(c)} = s.{_ident(c)}" for c in values), *(f"{_ident(c)} = ?" for c in stamp)])
+        con.execute(f"UPDATE {table} AS t SET {sets} FROM _changes AS s WHERE NOT s._is_new AND {on}",
+                    [now] if stamp else [])
+    if inserted:
+        stamp_cols = "".join(f", {_ident(c)}" for c in stamp)
+        stamp_vals = ", ?::TIMESTAMP" if stamp else ""
+        con.execute(f"INSERT INTO {table} ({col_list}{stamp_cols}) SELECT {col_list}{stamp_vals} FROM _changes "
+                    "WHERE _is_new", [now] if stamp else [])
     con.execute("DROP TABLE _stage; DROP TABLE _changes")
     return UpsertCounts(table, frame.height, int(inserted), int(updated))
