@@ -346,10 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     audit.set_defaults(func=cmd_audit)
     args = parser.parse_args(argv)
     from warehouse.db import WarehouseVersionError
+    from warehouse.lake import LakeCatalogUnreachable
 
     try:
         return args.func(args)
-    except WarehouseVersionError as exc:
+    except (WarehouseVersionError, LakeCatalogUnreachable) as exc:
         print(f"regimeflow: {exc}", file=sys.stderr)
         return 2
 

@@ -99,20 +99,26 @@ def postgres_catalog(tmp_path):
         pg.stop()
 
 
-def test_an_unreachable_catalog_is_an_error_not_an_empty_warehouse(tmp_path):
+def test_an_unreachable_catalog_is_an_error_not_an_empty_warehouse(tmp_path, monkeypatch, capsys):
     """A catalog file not created yet is "no warehouse yet"; a Postgres catalog nobody answers for raises, so that
     `regimeflow run` never mistakes an outage for an empty lake and starts over."""
     import socket
 
-    from warehouse.lake import LakeWarehouse
+    from orchestration import cli
+    from warehouse.lake import LakeCatalogUnreachable, LakeWarehouse
 
     assert not LakeWarehouse(str(tmp_path / "new.ducklake"), tmp_path / "wh" / "regimeflow.duckdb").exists()
     with socket.socket() as s:  # a free port: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     catalog = f"postgres:dbname=regimeflow host=127.0.0.1 port={port} user=postgres connect_timeout=2"
-    with pytest.raises(ConnectionError, match="cannot be reached"):
+    with pytest.raises(LakeCatalogUnreachable, match="cannot be reached"):
         LakeWarehouse(catalog, tmp_path / "wh" / "regimeflow.duckdb").exists()
+    monkeypatch.setenv("REGIMEFLOW_WAREHOUSE", str(tmp_path / "wh" / "regimeflow.duckdb"))
+    monkeypatch.setenv("REGIMEFLOW_LAKE_CATALOG", catalog)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert cli.main(["run", "--source", "synthetic", "--folds", "none"]) == 2  # before any run starts
+    assert "cannot be reached" in capsys.readouterr().err and not (tmp_path / "home" / "storage").exists()
 
 
 def test_a_commit_that_conflicts_with_another_writer_is_retried(tmp_path, postgres_catalog, caplog):

@@ -65,6 +65,10 @@ def lake_schema_sql() -> str:
     return _PRIMARY_KEY.sub("", schema_sql())
 
 
+class LakeCatalogUnreachable(ConnectionError):
+    """The lake's catalog database (PostgreSQL) does not answer: an outage, never an empty warehouse."""
+
+
 class LakeWarehouse(Warehouse):
     """The warehouse in a DuckLake whose catalog is ``catalog`` (``postgres:<libpq string>`` or a file path)
     and whose Parquet files live under ``data_path``. ``path`` only places the artifact and report folders
@@ -84,14 +88,17 @@ class LakeWarehouse(Warehouse):
 
     def exists(self) -> bool:
         """Whether the lake holds the warehouse schema (``raw.bars`` exists). A catalog that does not exist yet
-        reads as no warehouse; an unreachable catalog database raises :class:`ConnectionError` (it must not read
-        as an empty warehouse)."""
+        reads as no warehouse; an unreachable catalog database raises (it must not read
+        as an empty warehouse): :class:`LakeCatalogUnreachable`."""
         with self._session_lock(exclusive=False):
             try:
                 con = self._connect(read_only=True)
             except duckdb.Error as e:
                 if "Unable to connect" in str(e):
-                    raise ConnectionError(f"the DuckLake catalog {self.catalog!r} cannot be reached: {e}") from e
+                    raise LakeCatalogUnreachable(
+                        f"the DuckLake catalog {self.catalog!r} cannot be reached (an outage, not an empty "
+                        f"warehouse). Start its PostgreSQL (or fix REGIMEFLOW_LAKE_CATALOG) and run again.\n  {e}"
+                    ) from e
                 return False
             try:
                 return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND "
