@@ -117,7 +117,9 @@ def test_an_unreachable_catalog_is_an_error_not_an_empty_warehouse(tmp_path, mon
     monkeypatch.setenv("REGIMEFLOW_WAREHOUSE", str(tmp_path / "wh" / "regimeflow.duckdb"))
     monkeypatch.setenv("REGIMEFLOW_LAKE_CATALOG", catalog)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    assert cli.main(["run", "--source", "synthetic", "--folds", "none"]) == 2  # before any run starts
+    monkeypatch.setenv("REGIMEFLOW_SOURCE", "synthetic")
+    monkeypatch.setenv("REGIMEFLOW_EXECUTOR", "in_process")  # `run` sets it in os.environ: restored at teardown
+    assert cli.main(["run", "--folds", "none"]) == 2  # before any run starts
     assert "cannot be reached" in capsys.readouterr().err and not (tmp_path / "home" / "storage").exists()
 
 
