@@ -112,8 +112,11 @@ def test_an_unreachable_catalog_is_an_error_not_an_empty_warehouse(tmp_path, mon
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     catalog = f"postgres:dbname=regimeflow host=127.0.0.1 port={port} user=postgres connect_timeout=2"
+    lake = LakeWarehouse(catalog, tmp_path / "wh" / "regimeflow.duckdb")
     with pytest.raises(LakeCatalogUnreachable, match="cannot be reached"):
-        LakeWarehouse(catalog, tmp_path / "wh" / "regimeflow.duckdb").exists()
+        lake.exists()
+    with pytest.raises(LakeCatalogUnreachable, match="cannot be reached"), lake.write():
+        pass
     monkeypatch.setenv("REGIMEFLOW_WAREHOUSE", str(tmp_path / "wh" / "regimeflow.duckdb"))
     monkeypatch.setenv("REGIMEFLOW_LAKE_CATALOG", catalog)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))

@@ -88,17 +88,12 @@ class LakeWarehouse(Warehouse):
 
     def exists(self) -> bool:
         """Whether the lake holds the warehouse schema (``raw.bars`` exists). A catalog that does not exist yet
-        reads as no warehouse; an unreachable catalog database raises (it must not read
-        as an empty warehouse): :class:`LakeCatalogUnreachable`."""
+        reads as no warehouse; an unreachable one raises :class:`LakeCatalogUnreachable` (an outage must not
+        read as an empty warehouse)."""
         with self._session_lock(exclusive=False):
             try:
                 con = self._connect(read_only=True)
-            except duckdb.Error as e:
-                if "Unable to connect" in str(e):
-                    raise LakeCatalogUnreachable(
-                        f"the DuckLake catalog {self.catalog!r} cannot be reached (an outage, not an empty "
-                        f"warehouse). Start its PostgreSQL (or fix REGIMEFLOW_LAKE_CATALOG) and run again.\n  {e}"
-                    ) from e
+            except duckdb.Error:
                 return False
             try:
                 return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND "
@@ -107,12 +102,21 @@ class LakeWarehouse(Warehouse):
                 con.close()
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A connection with the lake attached; :class:`LakeCatalogUnreachable` when its catalog database does not
+        answer (every session: exists, read, write, the analysts' connection)."""
         con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
         try:
             for path in extension_files():
                 con.execute(f"LOAD '{path}'")
             self.data_path.mkdir(parents=True, exist_ok=True)
             con.execute(attach_sql(self.catalog, self.data_path, read_only))
+        except duckdb.Error as e:
+            con.close()
+            if "Unable to connect" in str(e):
+                raise LakeCatalogUnreachable(
+                    f"the DuckLake catalog {self.catalog!r} cannot be reached (an outage, not an empty warehouse). "
+                    f"Start its PostgreSQL (or fix REGIMEFLOW_LAKE_CATALOG) and run again.\n  {e}") from e
+            raise
         except BaseException:
             con.close()
             raise
