@@ -74,3 +74,21 @@ def warehouse(tmp_path):
     from warehouse import Warehouse
 
     return Warehouse(tmp_path / "wh" / "regimeflow.duckdb", lock_timeout_s=30)
+
+
+@pytest.fixture(scope="session")
+def small_fold_reference(tmp_path_factory) -> dict:
+    """The in-process reference of the cluster tests (``test_scale_out``, ``test_lake``), run once per session:
+    ``regimeflow run --folds 2013,2014`` with their small profile on a file warehouse and a SQLite instance.
+    What runs on Celery workers or on a DuckLake must equal its outputs bit for bit."""
+    from test_scale_out import FOLDS, PROFILE, _cli
+
+    tmp = tmp_path_factory.mktemp("reference")
+    profile = tmp / "small.yaml"
+    profile.write_text(PROFILE)
+    env = {"REGIMEFLOW_WAREHOUSE": str(tmp / "ref" / "wh.duckdb"), "DAGSTER_HOME": str(tmp / "ref_home"),
+           "REGIMEFLOW_EXECUTOR": "in_process"}
+    done = _cli(["run", "--source", "synthetic", "--profile", str(profile), "--folds", FOLDS], env, tmp,
+                tmp / "ref.log")
+    assert done.returncode == 0, (tmp / "ref.log").read_text()[-4000:]
+    return {"wh": tmp / "ref" / "wh.duckdb", "env": env}

@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 import local_stack
-from test_scale_out import PROFILE, _cli, _differences, _fold_runs, _of_type, _volatile
+from test_scale_out import FOLDS, PROFILE, _cli, _differences, _fold_runs, _of_type, _volatile
 
 
 
@@ -168,20 +168,20 @@ def test_a_commit_that_conflicts_with_another_writer_is_retried(tmp_path, postgr
 
 
 @pytest.mark.slow
-def test_a_fold_run_on_a_lake_equals_the_file_warehouse(tmp_path):
+def test_a_fold_run_on_a_lake_equals_the_file_warehouse(tmp_path, small_fold_reference):
+    """``regimeflow run --folds 2013,2014`` in-process on a lake with a catalog file equals the same run on the
+    file warehouse (conftest's ``small_fold_reference``) bit for bit."""
     profile = tmp_path / "small.yaml"
     profile.write_text(PROFILE)
-    common = ["run", "--source", "synthetic", "--profile", str(profile), "--folds", "2013"]
-    ref_env = {"REGIMEFLOW_WAREHOUSE": str(tmp_path / "file" / "wh.duckdb"), "DAGSTER_HOME": str(tmp_path / "h1")}
-    lake_env = {"REGIMEFLOW_WAREHOUSE": str(tmp_path / "lake" / "wh.duckdb"), "DAGSTER_HOME": str(tmp_path / "h2"),
+    lake_env = {"REGIMEFLOW_WAREHOUSE": str(tmp_path / "lake" / "wh.duckdb"), "DAGSTER_HOME": str(tmp_path / "h"),
                 "REGIMEFLOW_LAKE_CATALOG": str(tmp_path / "lake" / "catalog.ducklake")}
-    for env, log in ((ref_env, "file.log"), (lake_env, "lake.log")):
-        done = _cli(common, env, tmp_path, tmp_path / log)
-        assert done.returncode == 0, (tmp_path / log).read_text()[-4000:]
+    done = _cli(["run", "--source", "synthetic", "--profile", str(profile), "--folds", FOLDS], lake_env, tmp_path,
+                tmp_path / "lake.log")
+    assert done.returncode == 0, (tmp_path / "lake.log").read_text()[-4000:]
     lake = _warehouse(lake_env)
     assert lake.backend == "ducklake" and not Path(lake_env["REGIMEFLOW_WAREHOUSE"]).exists()  # no DuckDB file
     assert any(lake.data_path.rglob("*.parquet"))
-    _assert_equal(_outputs(lake), _outputs(_warehouse(ref_env)))
+    _assert_equal(_outputs(lake), _outputs(_warehouse(small_fold_reference["env"])))
 
 
 class _LakeReader(threading.Thread):
@@ -207,10 +207,11 @@ class _LakeReader(threading.Thread):
 
 
 @pytest.mark.slow
-def test_two_celery_workers_write_one_lake_while_an_analyst_reads(tmp_path, monkeypatch):
+def test_two_celery_workers_write_one_lake_while_an_analyst_reads(tmp_path, monkeypatch, small_fold_reference):
     """The cluster shape on a lake: Postgres holds the Dagster instance and the lake's catalog; two fold runs'
     steps run on two Celery workers writing the lake concurrently (no writers' lock); an analyst reads
-    throughout; the outputs equal an in-process run on a lake bit for bit."""
+    throughout; the outputs equal the in-process run on the file warehouse (``small_fold_reference``) bit for
+    bit."""
     lacking = local_stack.missing()
     if lacking:
         pytest.skip(f"needs {', '.join(lacking)}")
@@ -225,17 +226,13 @@ def test_two_celery_workers_write_one_lake_while_an_analyst_reads(tmp_path, monk
         lake_env = {**stack, "REGIMEFLOW_WAREHOUSE": str(tmp_path / "lake" / "wh.duckdb"),
                     "REGIMEFLOW_LAKE_CATALOG": f"postgres:dbname={pg.database} host=127.0.0.1 port={pg.port} "
                                                f"user={pg.user}"}
-        ref_env = {"REGIMEFLOW_WAREHOUSE": str(tmp_path / "ref" / "wh.duckdb"), "DAGSTER_HOME": str(tmp_path / "h"),
-                   "REGIMEFLOW_LAKE_CATALOG": str(tmp_path / "ref" / "catalog.ducklake")}
-        done = _cli([*common, "--folds", "2013,2014"], ref_env, tmp_path, tmp_path / "ref.log")
-        assert done.returncode == 0, (tmp_path / "ref.log").read_text()[-4000:]
         workers = [local_stack.CeleryWorker(f"w{i}", tmp_path / "workers", lake_env).start() for i in (1, 2)]
         done = _cli([*common, "--folds", "none"], lake_env, tmp_path, tmp_path / "prep.log")
         assert done.returncode == 0, (tmp_path / "prep.log").read_text()[-4000:]
         lake = _warehouse(lake_env)
         reader = _LakeReader(lake)
         reader.start()
-        done = _cli([*common, "--folds", "2013,2014", "--executor", "celery"], lake_env, tmp_path,
+        done = _cli([*common, "--folds", FOLDS, "--executor", "celery"], lake_env, tmp_path,
                     tmp_path / "celery.log")
         reader.stop.set()
         reader.join(10)
@@ -249,7 +246,7 @@ def test_two_celery_workers_write_one_lake_while_an_analyst_reads(tmp_path, monk
         for _, logs in fold_runs:  # every step ran in a worker's process, none in this one or the launcher
             starts = _of_type(logs, dg.DagsterEventType.STEP_START)
             assert len(starts) >= 14 and {e.dagster_event.pid for e in starts} <= pids
-        _assert_equal(_outputs(lake), _outputs(_warehouse(ref_env)))
+        _assert_equal(_outputs(lake), _outputs(_warehouse(small_fold_reference["env"])))
     finally:
         for w in workers:
             w.stop()

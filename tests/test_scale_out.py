@@ -197,18 +197,14 @@ def _celery_hosts(logs: list) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def runs(stack, tmp_path_factory):
-    """The in-process reference (own warehouse, SQLite instance) and the same backfill on the stack: prepare
-    in-process (it publishes the analyst snapshot), then the two fold partitions on the workers while an analyst
-    queries the snapshot every 0.2 s."""
+def runs(stack, small_fold_reference, tmp_path_factory):
+    """The same backfill as the in-process reference (conftest's ``small_fold_reference``: own warehouse,
+    SQLite instance) on the stack: prepare in-process (it publishes the analyst snapshot), then the two fold
+    partitions on the workers while an analyst queries the snapshot every 0.2 s."""
     tmp = tmp_path_factory.mktemp("runs")
     profile = tmp / "small.yaml"
     profile.write_text(PROFILE)
     common = ["run", "--source", "synthetic", "--profile", str(profile)]
-    ref_env = {"REGIMEFLOW_WAREHOUSE": str(tmp / "ref" / "wh.duckdb"), "DAGSTER_HOME": str(tmp / "ref_home"),
-               "REGIMEFLOW_EXECUTOR": "in_process"}
-    ref = _cli([*common, "--folds", FOLDS], ref_env, tmp, tmp / "ref.log")
-    assert ref.returncode == 0, (tmp / "ref.log").read_text()[-3000:]
     wh = tmp / "stack" / "wh.duckdb"
     env = {**stack["env"], "REGIMEFLOW_WAREHOUSE": str(wh)}
     prep = _cli([*common, "--folds", "none"], env, tmp, tmp / "prep.log")
@@ -221,7 +217,7 @@ def runs(stack, tmp_path_factory):
     reader.stop.set()
     reader.join(10)
     assert run.returncode == 0, (tmp / "celery.log").read_text()[-5000:]
-    return {"tmp": tmp, "common": common, "env": env, "wh": wh, "ref_wh": tmp / "ref" / "wh.duckdb",
+    return {"tmp": tmp, "common": common, "env": env, "wh": wh, "ref_wh": small_fold_reference["wh"],
             "reader": reader, "wall_s": wall}
 
 
