@@ -110,15 +110,12 @@ class LakeWarehouse(Warehouse):
                 con.execute(f"LOAD '{path}'")
             self.data_path.mkdir(parents=True, exist_ok=True)
             con.execute(attach_sql(self.catalog, self.data_path, read_only))
-        except duckdb.Error as e:
+        except BaseException as e:
             con.close()
-            if "Unable to connect" in str(e):
+            if isinstance(e, duckdb.Error) and "Unable to connect" in str(e):
                 raise LakeCatalogUnreachable(
                     f"the DuckLake catalog {self.catalog!r} cannot be reached (an outage, not an empty warehouse). "
                     f"Start its PostgreSQL (or fix REGIMEFLOW_LAKE_CATALOG) and run again.\n  {e}") from e
-            raise
-        except BaseException:
-            con.close()
             raise
         return con
 
